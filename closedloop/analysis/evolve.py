@@ -1,0 +1,73 @@
+"""Analysis of an evolve run: best response, presentations, receptive-field recovery, figure."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from closedloop.analysis.plots import correlation, plt, save, show_image
+
+
+def best_per_generation(run) -> list[int]:
+    """Index of the stimulus with the highest mean response in each generation."""
+    means = run.stimulus_means()
+    generation_of = run.file["stimuli/generation"][()]
+    means["generation"] = generation_of[means.index.to_numpy()]
+    return [int(group["mean"].idxmax()) for _, group in means.groupby("generation")]
+
+
+def analyze(run, out_dir) -> dict:
+    generations, unit = run.generations, run.response_unit
+    if generations.empty:
+        return {"lines": [f"{run.path}: no generation logged yet"]}
+    last = generations.iloc[-1]
+    best_index = int(last["best_stimulus"])
+    first_hit = generations.index[generations["best_stimulus"] == best_index][0]
+    numbers = {
+        "status": run.status,
+        "generations": int(len(generations)),
+        "presentations": int(last["presentations"]),
+        "best_response": float(last["best"]),
+        "presentations_to_best": int(generations.loc[first_hit, "presentations"]),
+    }
+    rf = run.receptive_field
+    per_generation = best_per_generation(run)
+    images = run.rendered(per_generation) if run.modality == "image" else None
+    if rf is not None and images is not None:
+        numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
+        numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
+    numbers["figure"] = str(out_dir / "evolve.png")
+    _figure(run, generations, rf, images, per_generation, numbers["figure"])
+    lines = [
+        f"run: {run.kind} ({numbers['status']}), {numbers['generations']} generations, "
+        f"{numbers['presentations']} presentations",
+        f"best response: {numbers['best_response']:.3g} {unit} per presentation "
+        f"(first reached after {numbers['presentations_to_best']} presentations)",
+    ]
+    if "rf_correlation" in numbers:
+        lines.append(f"correlation of the best stimulus with the true receptive field: {numbers['rf_correlation']:.3f}")
+    lines += [f"log: {run.path}", f"figure: {numbers['figure']}"]
+    numbers["lines"] = lines
+    return numbers
+
+
+def _figure(run, generations, rf, images, per_generation, path):
+    shown = min(8, len(per_generation))
+    picks = np.unique(np.linspace(0, len(per_generation) - 1, shown).round().astype(int)) if shown else []
+    columns = max(len(picks) + (rf is not None), 3)
+    fig = plt.figure(figsize=(1.4 * columns, 4.2))
+    grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+    col = 0
+    if rf is not None:
+        show_image(fig.add_subplot(grid[0, 0]), rf, "true receptive field")
+        col = 1
+    if images is not None:
+        for k, g in enumerate(picks):
+            show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
+    ax = fig.add_subplot(grid[1, :])
+    ax.plot(generations["generation"], generations["best"], label="best so far")
+    ax.plot(generations["generation"], generations["max"], ".", alpha=0.5, label="best of generation")
+    ax.plot(generations["generation"], generations["mean"], label="generation mean")
+    ax.set_xlabel("generation")
+    ax.set_ylabel(f"response ({run.response_unit} per presentation)")
+    ax.legend(fontsize=8)
+    save(fig, path)

@@ -1,0 +1,38 @@
+"""Small figure helpers shared by the analyses (matplotlib, no screen needed)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def show_image(ax, image, title=None):
+    image = np.asarray(image)
+    limit = float(np.abs(image).max()) or 1.0
+    if image.ndim == 3 and image.shape[0] in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3:
+        lo, hi = image.min(), image.max()
+        ax.imshow((image - lo) / ((hi - lo) or 1.0))
+    else:
+        ax.imshow(image, cmap="gray", vmin=-limit, vmax=limit)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def correlation(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denominator) if denominator > 0 else float("nan")
+
+
+def save(fig, path):
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return str(path)

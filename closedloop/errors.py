@@ -1,0 +1,25 @@
+"""Errors that reach the user as one line and a non-zero exit code."""
+
+
+class ClosedLoopError(Exception):
+    """Base of every error closedloop reports to the user without a traceback."""
+
+    exit_code = 1
+
+
+class ProtocolError(ClosedLoopError):
+    """A protocol file is malformed: names the file, the field path and what is expected."""
+
+    exit_code = 2
+
+
+class LogError(ClosedLoopError):
+    """A run log cannot be read: truncated, corrupt, foreign or of a newer format."""
+
+    exit_code = 2
+
+
+class InvalidValueError(ClosedLoopError):
+    """A stimulus or response holds NaN or Inf."""
+
+    exit_code = 3

@@ -1,0 +1,1 @@
+"""Protocol kinds: each a loop over the four roles (one module per kind)."""

@@ -1,0 +1,94 @@
+"""What every protocol kind shares: building the roles, the run log, checks and Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from closedloop.component import Settings
+from closedloop.errors import InvalidValueError, ProtocolError
+from closedloop.recording.writer import RunWriter
+
+
+class ExperimentSettings(Settings):
+    seed: int = Field(0, ge=0, description="fixes every random draw of the run")
+    output: str | None = Field(None, description="run log path; default data/<protocol name>.h5")
+    record_rendered: bool | None = Field(None, description="log every rendered stimulus; default when small")
+
+
+class Experiment:
+    kind: ClassVar[str] = "?"
+    Config: ClassVar[type[Settings]] = ExperimentSettings
+    roles: ClassVar[tuple[str, ...]] = ("neuron", "space", "optimizer")
+    optional_roles: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.settings = protocol.settings
+        self.neuron = protocol.build("neuron") if "neuron" in protocol.sections else None
+        self.space = protocol.build("space") if "space" in protocol.sections else None
+        if self.neuron is not None and self.space is not None:
+            if tuple(self.space.stimulus_shape) != tuple(self.neuron.stimulus_shape):
+                raise ProtocolError(
+                    f"{protocol.source}: space: renders stimuli of shape {tuple(self.space.stimulus_shape)} but the "
+                    f"neuron takes {tuple(self.neuron.stimulus_shape)}")
+        self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
+                          if "optimizer" in protocol.sections else None)
+        self.stop_requested = False
+
+    def default_output(self) -> Path:
+        if self.settings.output:
+            return Path(self.settings.output)
+        return Path("data") / f"{Path(self.protocol.source).stem}.h5"
+
+    def open_log(self, path, state_shapes: dict[str, int] | None = None) -> RunWriter:
+        space, neuron = self.space, self.neuron
+        record = self.settings.record_rendered
+        if record is None:
+            record = int(np.prod(space.stimulus_shape)) <= 64 * 64
+        configs = {"experiment": {"kind": self.kind, **self.settings.model_dump(mode="json")}}
+        for role in ("neuron", "space", "optimizer"):
+            component = getattr(self, role)
+            if component is not None:
+                configs[role] = component.describe()
+        return RunWriter(
+            path, protocol_text=self.protocol.text, seed=self.settings.seed, kind=self.kind, configs=configs,
+            dim=space.dim, stimulus_shape=space.stimulus_shape, modality=space.modality,
+            response_unit=neuron.response_unit, state_columns=neuron.state_columns,
+            status_columns=self.optimizer.status_columns if self.optimizer else (),
+            state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
+            neuron_arrays=neuron.ground_truth())
+
+    @contextmanager
+    def stop_on_interrupt(self):
+        """Ctrl-C asks the loop to stop after the generation in flight, which is then logged."""
+        def ask_to_stop(signum, frame):
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+
+        try:
+            previous = signal.signal(signal.SIGINT, ask_to_stop)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def run(self, path, progress: bool = True) -> dict:
+        raise NotImplementedError
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+    if bad.any():
+        rows = np.unique(np.nonzero(bad.reshape(len(bad), -1))[0])
+        raise InvalidValueError(f"{what}: {bad.sum()} NaN or Inf values (in rows {rows[:5].tolist()}"
+                                f"{'...' if len(rows) > 5 else ''})")

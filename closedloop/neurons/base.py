@@ -1,0 +1,81 @@
+"""The Neuron role: `present(stimuli, repeats) -> Trials`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from closedloop.component import Component
+
+
+@dataclass
+class Trials:
+    """What one batch of presentations gave. Every array is indexed (stimulus, repeat).
+
+    responses   the measured response (spike count, or a noisy unit activation)
+    clean       the noise-free expected response where the neuron knows it, else NaN
+    t_start     session time (s) at which each presentation began: order and drift follow it
+    state       the neuron's state variables at each presentation (drift, adaptation, ...)
+    spike_times one array of spike times (s after onset) per presentation, row-major, or None
+    """
+
+    responses: np.ndarray
+    t_start: np.ndarray
+    clean: np.ndarray | None = None
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    spike_times: list[np.ndarray] | None = None
+
+    def __post_init__(self):
+        self.responses = np.asarray(self.responses, dtype=np.float64)
+        if self.clean is None:
+            self.clean = np.full(self.responses.shape, np.nan)
+        self.clean = np.broadcast_to(np.asarray(self.clean, dtype=np.float64), self.responses.shape)
+
+
+class Neuron(Component):
+    """A black box queried with repeated stimuli.
+
+    Subclasses set `stimulus_shape`, may set `value_range` (the input range they accept),
+    `receptive_field` (ground truth, when known) and `state_columns` (the names of the per-trial
+    state variables their Trials carry, fixed before the run starts so the log can hold them).
+    """
+
+    stimulus_shape: tuple[int, ...] = ()
+    value_range: tuple[float, float] | None = None
+    state_columns: ClassVar[tuple[str, ...]] = ()
+    receptive_field: np.ndarray | None = None
+    response_unit: str = "spikes"
+
+    def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
+        raise NotImplementedError
+
+    def gradient(self, stimuli: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """White-box access: (clean responses (n,), d response / d stimulus (n, ...))."""
+        raise NotImplementedError(f"neuron kind {self.kind!r} exposes no gradient")
+
+    @property
+    def has_gradient(self) -> bool:
+        return type(self).gradient is not Neuron.gradient
+
+    def ground_truth(self) -> dict[str, np.ndarray]:
+        """Arrays the log keeps about the neuron itself (e.g. its receptive field)."""
+        return {} if self.receptive_field is None else {"receptive_field": self.receptive_field}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """State carried between calls to present (clock, drift, adaptation), as arrays."""
+        return {}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        if state:
+            raise NotImplementedError(f"neuron kind {self.kind!r} keeps no state")
+
+
+def interleaved_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray:
+    """Presentation slot of each (stimulus, repeat): repeat blocks, shuffled within each block,
+    as an experimenter interleaves repeats so that slow drift does not alias onto stimuli."""
+    order = np.empty((n, repeats), dtype=np.int64)
+    for r in range(repeats):
+        order[rng.permutation(n), r] = r * n + np.arange(n)
+    return order

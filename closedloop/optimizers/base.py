@@ -1,0 +1,37 @@
+"""The Optimizer role: ask() proposes latent vectors, tell() hears their scores.
+
+The optimizer never calls the neuron: the experiment owns the loop (pycma and nevergrad style).
+Scores are to be maximised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from closedloop.component import Component
+
+
+class Optimizer(Component):
+    # names of the numbers status() returns, fixed before the run so the log can hold them
+    status_columns: tuple[str, ...] = ()
+
+    def __init__(self, config, seed: int, space, neuron=None):
+        super().__init__(config, seed)
+        self.space = space
+        self.dim = space.dim
+
+    def ask(self) -> np.ndarray:
+        """(n, dim) latent vectors to present next."""
+        raise NotImplementedError
+
+    def tell(self, z: np.ndarray, scores: np.ndarray) -> None:
+        """The aggregated response of each vector that ask() returned."""
+        raise NotImplementedError
+
+    def recommend(self) -> np.ndarray:
+        """(dim,) the optimizer's own best estimate of the preferred stimulus."""
+        raise NotImplementedError
+
+    def status(self) -> dict[str, float]:
+        """Numbers worth logging each generation (step size, ...)."""
+        return {}

@@ -1,0 +1,65 @@
+"""A genetic algorithm in the style of XDream (Xiao & Kreiman 2020).
+
+Fitness is the z-scored response; parents are drawn with probability softmax(selectivity x
+fitness); the best `elites` survive unchanged; children take each gene from the first parent
+with probability `heritability`, else from the second, and each gene mutates with probability
+`mutation_rate` by a Gaussian of standard deviation `mutation_size`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from closedloop.component import Settings
+from closedloop.optimizers.base import Optimizer
+from closedloop.registry import register
+
+
+class GeneticSettings(Settings):
+    popsize: int = Field(20, ge=4)
+    elites: int = Field(2, ge=0)
+    selectivity: float = Field(2.0, ge=0)
+    heritability: float = Field(0.5, ge=0, le=1)
+    mutation_rate: float = Field(0.5, ge=0, le=1)
+    mutation_size: float = Field(0.5, gt=0)
+
+
+@register("optimizer", "genetic")
+class Genetic(Optimizer):
+    Config = GeneticSettings
+
+    def __init__(self, config, seed, space, neuron=None):
+        super().__init__(config, seed, space, neuron)
+        if config.elites >= config.popsize:
+            raise ValueError(f"elites ({config.elites}) must be fewer than popsize ({config.popsize})")
+        self.random = self.rng(0)
+        self.popsize = config.popsize
+        self.population = space.sample(self.random, config.popsize)
+        self.best_z, self.best_score = self.population[0], -np.inf
+
+    def ask(self):
+        return self.population.copy()
+
+    def tell(self, z, scores):
+        cfg, rng = self.config, self.random
+        z, scores = np.asarray(z), np.asarray(scores, dtype=np.float64)
+        top = int(np.argmax(scores))
+        if scores[top] > self.best_score:
+            self.best_z, self.best_score = z[top].copy(), scores[top]
+        spread = scores.std()
+        fitness = (scores - scores.mean()) / spread if spread > 0 else np.zeros_like(scores)
+        weights = np.exp(cfg.selectivity * (fitness - fitness.max()))
+        weights /= weights.sum()
+        ranked = np.argsort(-scores, kind="stable")
+        elites = z[ranked[: cfg.elites]]
+        n_children = cfg.popsize - cfg.elites
+        parents = rng.choice(len(z), size=(n_children, 2), p=weights)
+        from_first = rng.random((n_children, self.dim)) < cfg.heritability
+        children = np.where(from_first, z[parents[:, 0]], z[parents[:, 1]])
+        mutate = rng.random(children.shape) < cfg.mutation_rate
+        children = children + mutate * rng.standard_normal(children.shape) * cfg.mutation_size
+        self.population = np.concatenate([elites, children])
+
+    def recommend(self):
+        return self.best_z

@@ -1,0 +1,174 @@
+"""Read a run log into tables; works on a run that is still being written (SWMR)."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from closedloop.errors import LogError
+from closedloop.recording.writer import FORMAT, FORMAT_VERSION, PHASES, STATUS
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise LogError(f"{path}: no such run log")
+    if not h5py.is_hdf5(path):
+        raise LogError(f"{path}: not an HDF5 file (truncated, or not a closedloop run log)")
+    try:
+        return h5py.File(path, "r", libver="latest", swmr=True)
+    except OSError:
+        try:
+            return h5py.File(path, "r")
+        except OSError as exc:
+            raise LogError(f"{path}: cannot be opened as HDF5 ({exc})") from None
+
+
+class Run:
+    """One run log. Tables are read on first use; `refresh()` re-reads a growing log."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.file = _open(self.path)
+        try:
+            attrs = self.file.attrs
+            if attrs.get("format") != FORMAT:
+                raise LogError(f"{self.path}: not a closedloop run log (no '{FORMAT}' format attribute)")
+            version = int(attrs.get("format_version", 0))
+            if version > FORMAT_VERSION:
+                raise LogError(f"{self.path}: log format version {version} is newer than this closedloop "
+                               f"reads ({FORMAT_VERSION}); upgrade closedloop")
+            for group in ("stimuli", "trials", "generations", "config"):
+                if group not in self.file:
+                    raise LogError(f"{self.path}: damaged run log: group '/{group}' is missing")
+        except LogError:
+            self.file.close()
+            raise
+        except (OSError, KeyError, RuntimeError) as exc:
+            self.file.close()
+            raise LogError(f"{self.path}: damaged run log ({exc})") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.file.id.valid:
+            self.file.close()
+
+    def refresh(self):
+        for dataset in self.file.values():
+            if isinstance(dataset, h5py.Group):
+                for item in dataset.values():
+                    if isinstance(item, h5py.Dataset):
+                        item.refresh()
+        self.__dict__.pop("trials", None)
+        self.__dict__.pop("generations", None)
+
+    def _read(self, name: str) -> np.ndarray:
+        try:
+            return self.file[name][()]
+        except (OSError, KeyError, RuntimeError) as exc:
+            raise LogError(f"{self.path}: damaged run log: cannot read '{name}' ({exc})") from None
+
+    @property
+    def protocol(self) -> str:
+        return str(self.file.attrs["protocol"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.file.attrs["seed"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.file.attrs["kind"])
+
+    @property
+    def status(self) -> str:
+        code = int(self._read("status")[0])
+        return {v: k for k, v in STATUS.items()}.get(code, "unknown")
+
+    @property
+    def modality(self) -> str:
+        return str(self.file.attrs.get("modality", "image"))
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.file.attrs.get("sample_rate", 0))
+
+    @property
+    def response_unit(self) -> str:
+        return str(self.file.attrs.get("response_unit", ""))
+
+    @cached_property
+    def config(self) -> dict[str, dict]:
+        return {role: json.loads(text) for role, text in self.file["config"].attrs.items()}
+
+    @cached_property
+    def trials(self) -> pd.DataFrame:
+        """One row per presentation, in presentation order."""
+        group = self.file["trials"]
+        n = min(group[name].shape[0] for name in group if isinstance(group[name], h5py.Dataset))
+        table = {name: self._read(f"trials/{name}")[:n] for name in group if isinstance(group[name], h5py.Dataset)}
+        for name in group.get("state", {}):
+            table[name] = self._read(f"trials/state/{name}")[:n]
+        frame = pd.DataFrame(table)
+        frame["phase"] = pd.Categorical.from_codes(frame["phase"], categories=list(PHASES))
+        return frame
+
+    @cached_property
+    def generations(self) -> pd.DataFrame:
+        group = self.file["generations"]
+        columns = [name for name in group if group[name].ndim == 1]
+        n = min(group[name].shape[0] for name in columns)
+        return pd.DataFrame({name: self._read(f"generations/{name}")[:n] for name in columns})
+
+    @property
+    def z(self) -> np.ndarray:
+        return self._read("stimuli/z")
+
+    @property
+    def recommended(self) -> np.ndarray:
+        return self._read("generations/recommended")
+
+    def rendered(self, index=None) -> np.ndarray | None:
+        """Stimuli as presented, if the run recorded them."""
+        if "rendered" not in self.file["stimuli"]:
+            return None
+        data = self.file["stimuli/rendered"]
+        if index is None:
+            return data[()]
+        index = np.atleast_1d(index)
+        order = np.argsort(index)
+        out = np.empty((len(index), *data.shape[1:]), dtype=data.dtype)
+        out[order] = data[np.sort(index)] if len(np.unique(index)) == len(index) else np.stack([data[i] for i in index[order]])
+        return out
+
+    def spike_times(self, trial: int) -> np.ndarray:
+        start = int(self.file["trials/spike_start"][trial])
+        count = int(self.file["trials/spike_count"][trial])
+        return self.file["spikes/times"][start:start + count]
+
+    @property
+    def receptive_field(self) -> np.ndarray | None:
+        group = self.file.get("neuron")
+        return None if group is None or "receptive_field" not in group else group["receptive_field"][()]
+
+    def state(self, name: str) -> np.ndarray:
+        return self._read(f"state/{name}")
+
+    def stimulus_means(self, phase: str = "search") -> pd.DataFrame:
+        """Mean, spread and count of the responses to each stimulus."""
+        trials = self.trials[self.trials["phase"] == phase]
+        grouped = trials.groupby("stimulus")["response"]
+        return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.size()})
+
+
+def open_run(path) -> Run:
+    return Run(path)
