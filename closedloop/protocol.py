@@ -76,7 +76,7 @@ def parse(text: str, source: str = "<protocol>", overrides: dict[str, Any] | Non
         raise ProtocolError(f"{source}: expected a mapping of fields at the top level, got {_typename(data)}")
     for dotted, value in (overrides or {}).items():
         set_path(data, dotted, value)
-    return from_dict(data, source, text)
+    return from_dict(data, source, None if overrides else text)
 
 
 def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:

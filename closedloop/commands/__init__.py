@@ -1,0 +1,1 @@
+"""CLI commands: each module defines `add_parser(subparsers)` (and optionally ORDER)."""

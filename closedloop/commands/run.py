@@ -1,0 +1,60 @@
+"""closedloop run PROTOCOL: validate, run, and print the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from closedloop.errors import ClosedLoopError, ProtocolError
+
+ORDER = 0
+
+
+def unique_output(path: Path) -> Path:
+    """`path`, or the first free `path-2`, `path-3`, ...: a run never overwrites an earlier log."""
+    if not path.exists():
+        return path
+    for k in range(2, 100_000):
+        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise ClosedLoopError(f"{path}: too many earlier runs beside it")
+
+
+def parse_overrides(items) -> dict:
+    overrides = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ProtocolError(f"--set {item}: expected FIELD=VALUE, e.g. seed=3")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def execute(args) -> int:
+    from closedloop import protocol as protocol_module
+    from closedloop.analysis import report_run
+
+    protocol = protocol_module.load(args.protocol, parse_overrides(args.set))
+    experiment = protocol.experiment_cls(protocol)
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not args.overwrite:
+            raise ClosedLoopError(f"{out}: exists; give --overwrite or another --out")
+    else:
+        out = unique_output(experiment.default_output())
+    summary = experiment.run(out, progress=not args.quiet)
+    report_run(out, summary, echo=print)
+    return 0 if summary.get("status") != "failed" else 1
+
+
+def add_parser(sub):
+    run = sub.add_parser("run", help="run a protocol file")
+    run.add_argument("protocol", help="a YAML protocol, e.g. protocols/quickstart.yaml")
+    run.add_argument("--out", help="run log path (default data/<protocol>.h5, never overwriting)")
+    run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    run.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                     help="override a protocol field, e.g. --set seed=3 --set neuron.cell.noise_sigma=0.1")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=execute)
