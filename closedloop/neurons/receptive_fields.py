@@ -191,7 +191,7 @@ class AuditoryCell(FrontEnd):
 
         _, _, z = stft(np.asarray(stimuli, dtype=np.float64), fs=self.sample_rate, window="hann",
                        nperseg=self.cfg.window, noverlap=self.cfg.window - self.hop, boundary=None, padded=False,
-                       detrended=False, axis=-1)
+                       detrend=False, axis=-1)
         return np.abs(z) ** 2
 
     def _energy(self, stimuli):

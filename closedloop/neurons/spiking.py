@@ -140,7 +140,7 @@ class SpikingCell(Neuron):
         """Mean spike count at a constant input current, from the measured rate curve."""
         return float(np.interp(current_nA, self.rate_curve[0], self.rate_curve[1]))
 
-    def measure_rate_curve(self, batch: int, points: int = 64) -> np.ndarray:
+    def measure_rate_curve(self, batch: int, points: int = 32) -> np.ndarray:
         """Mean count vs current over the cell's working range, by the same simulator and batch size
         (no new build; noise included); smoothed and made monotone, since each current is one
         noisy presentation."""
