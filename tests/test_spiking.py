@@ -118,7 +118,8 @@ def test_same_seed_same_trials_and_state_round_trip():
     a0, b0 = first.present(stimuli, 6), twin.present(stimuli, 6)
     np.testing.assert_array_equal(a0.responses, b0.responses)
     saved = first.get_state()
-    assert all(isinstance(v, np.ndarray) for v in saved.values())
+    assert all(isinstance(v, np.ndarray) and v.ndim == 1 for v in saved.values())
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in make_cell(**config).get_state().items()}
     expected = first.present(stimuli, 6)
     resumed = make_cell(seed=5, **config)
     resumed.set_state(saved)
@@ -184,3 +185,14 @@ def test_standalone_binary_gives_the_same_spikes_as_runtime_mode():
     compiled, runtime = simulate(layout, inputs, "standalone"), simulate(layout, inputs, "numpy")
     assert np.abs(compiled[0] - runtime[0]).sum() <= 2  # -ffast-math may flip a rare threshold crossing
     assert compiled[0].sum() > 100
+
+
+def test_dnn_unit_front_end_drives_the_cell():
+    pytest.importorskip("closedloop.neurons.dnn")
+    cell = make_cell(reset_state=True, window=100.0,
+                     front_end={"kind": "dnn", "unit": {"model": "digits"}, "scale": 5.0})
+    stimuli = np.random.default_rng(0).uniform(0, 1, (6, *cell.stimulus_shape))
+    activation = cell.front_end.activation(stimuli)
+    np.testing.assert_allclose(cell.drive(stimuli), np.maximum(activation, 0) / 5.0)
+    counts = cell.present(stimuli[np.argsort(activation)[[0, -1]]], 16).responses.mean(axis=1)
+    assert counts[1] > counts[0] or activation.max() <= 0
