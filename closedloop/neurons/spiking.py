@@ -27,7 +27,8 @@ __all__ = ["SpikingCell", "SpikingSettings", "cache_dir"]
 
 TAGGED = {"front_end": ("kind", "gabor", front_end_settings()),
           "cell": ("model", "lif", {"lif": LIFSettings, "adex": AdExSettings, "custom": CustomSettings})}
-CURVE_POINTS = 32
+CURVE_POINTS = 32  # resolution of the rate curve kept in the state
+CALIBRATION_CELLS = 64  # cells added to the first batch to measure it
 AUTO_NUMPY_CALLS = 2  # resolution of the measured rate curve used by the adaptation carry
 
 
@@ -133,10 +134,18 @@ class SpikingCell(Neuron):
         drift = self.session.sample_drift(times, rng)
         gain = np.exp(drift["gain"])
         currents = cfg.cell.bias + drift["baseline"] + cfg.cell.gain * gain * drive.ravel()[order]
-        if self.session.adapting and self.rate_curve is None:
-            self.rate_curve = self.measure_rate_curve(len(currents))
-        adaptation = self.session.carried_adaptation(times, currents, self.expected_count)
-        counts, spikes = self._simulate(currents - adaptation, drift["threshold"], int(rng.integers(2**63 - 1)))
+        calibrate = self.session.adapting and self.rate_curve is None
+        # the first batch measures the rate curve alongside (extra cells, same run) and carries
+        # no adaptation between its own presentations
+        adaptation = self.session.carried_adaptation(times, currents, (lambda _: 0.0) if calibrate else self.expected_count)
+        inputs, thresholds = currents - adaptation, drift["threshold"]
+        if calibrate:
+            inputs = np.concatenate([inputs, self.calibration_currents()])
+            thresholds = np.concatenate([thresholds, np.zeros(CALIBRATION_CELLS)])
+        counts, spikes = self._simulate(inputs, thresholds, int(rng.integers(2**63 - 1)))
+        if calibrate:
+            self.rate_curve = self.rate_curve_from(counts[len(currents):])
+            counts, spikes = counts[: len(currents)], spikes[: len(currents)]
 
         detection = self.session.detection(times)
         if self.session.decaying:
@@ -158,23 +167,19 @@ class SpikingCell(Neuron):
         """Mean spike count at a constant input current, from the measured rate curve."""
         return float(np.interp(current_nA, self.rate_curve[0], self.rate_curve[1]))
 
-    def measure_rate_curve(self, batch: int, points: int = CURVE_POINTS) -> np.ndarray:
-        """Mean count vs current over the cell's working range, by the same simulator and batch size
-        (no new build; noise included); smoothed and made monotone, since each current is one
-        noisy presentation."""
+    def calibration_currents(self) -> np.ndarray:
+        """Constant input currents (nA) spanning the cell's working range."""
         cell = self.config.cell
         low, high = cell.bias - cell.gain - 3 * cell.noise_sigma, cell.bias + 3 * cell.gain + 3 * cell.noise_sigma
-        runs = -(-max(points, batch) // batch)
-        currents = np.linspace(low, high, runs * batch)
-        rng = self.rng(2**31)
-        counts = np.concatenate([
-            self._simulate(currents[k::runs], np.zeros(batch), int(rng.integers(2**63 - 1)))[0] for k in range(runs)])
-        counts = counts.reshape(runs, batch).T.ravel().astype(float)  # back to increasing current
-        width = max(3, len(counts) // 16)
-        smooth = np.convolve(np.pad(counts, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
-        monotone = np.maximum.accumulate(smooth[: len(currents)])
-        grid = np.linspace(low, high, points)  # a fixed size, so the state has a fixed size
-        return np.stack([grid, np.interp(grid, currents, monotone)])
+        return np.linspace(low, high, CALIBRATION_CELLS)
+
+    def rate_curve_from(self, counts: np.ndarray) -> np.ndarray:
+        """Mean count vs current from one noisy presentation per calibration current: smoothed,
+        made monotone, resampled to CURVE_POINTS (a fixed size, so the state has a fixed size)."""
+        currents, width = self.calibration_currents(), 5
+        smooth = np.convolve(np.pad(counts.astype(float), width // 2, mode="edge"), np.ones(width) / width, "valid")
+        grid = np.linspace(currents[0], currents[-1], CURVE_POINTS)
+        return np.stack([grid, np.interp(grid, currents, np.maximum.accumulate(smooth))])
 
     def _check_custom_model(self) -> None:
         """Build the user's equations once (tiny runtime group) so mistakes surface at load time."""
