@@ -197,3 +197,18 @@ def test_dnn_unit_front_end_drives_the_cell():
     np.testing.assert_allclose(cell.drive(stimuli), np.maximum(activation, 0) / 5.0)
     counts = cell.present(stimuli[np.argsort(activation)[[0, -1]]], 16).responses.mean(axis=1)
     assert counts[1] > counts[0] or activation.max() <= 0
+
+
+def test_decaying_recording_misses_spikes_as_logged():
+    config = dict(window=100.0, adaptation={"strength": 0}, drift={"gain": {"size": 0}})
+    stimulus = make_cell(**config).front_end.optimum()[None]
+    stable = make_cell(**config).present(stimulus, 120)
+    decaying_cell = make_cell(**config, recording={"decay": 10.0, "floor": 0.2})
+    decaying = decaying_cell.present(stimulus, 120)
+    order = np.argsort(decaying.t_start[0])
+    detection = decaying.state["detection"][0, order]
+    assert detection[0] > 0.95 and detection[-1] < 0.5 and np.all(np.diff(detection) < 0)
+    late = order[-40:]
+    ratio = decaying.responses[0, late].sum() / stable.responses[0, late].sum()
+    assert abs(ratio - detection[-40:].mean()) < 0.1  # the same spikes, thinned as logged
+    assert np.all(decaying.responses <= stable.responses)
