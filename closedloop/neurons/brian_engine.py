@@ -58,6 +58,28 @@ static inline double spike_uniform(int32_t i, int64_t step, int32_t seed) {
     return (double)(closedloop_mix(i, step, seed, 0xD1B54A32D192ED03ULL) >> 11) * (1.0 / 9007199254740992.0);
 }
 """
+_CPP_EXP = """
+static inline double hazard_exp(double x) {
+    double t = x * 1.4426950408889634;
+    t = t < -1000.0 ? -1000.0 : (t > 1000.0 ? 1000.0 : t);
+    const double n = floor(t);
+    const double g = (t - n) * 0.6931471805599453;
+    const double p = 1.0 + g * (1.0 + g * (0.5 + g * (1.0 / 6 + g * (1.0 / 24 + g * (1.0 / 120 + g * (1.0 / 720 + g * (1.0 / 5040)))))));
+    union { double d; int64_t i; } scale;
+    scale.i = ((int64_t)n + 1023) << 52;
+    return p * scale.d;
+}
+"""
+
+
+def hazard_exp_numpy(x) -> np.ndarray:
+    """exp(x) to ~2e-6 relative error as 2^n * poly(f): the same formula as the C++ version, which
+    is ~4x faster than libm's exp in Brian2's (scalar) threshold loop."""
+    t = np.clip(np.asarray(x, dtype=np.float64) * 1.4426950408889634, -1000.0, 1000.0)
+    n = np.floor(t)
+    g = (t - n) * 0.6931471805599453
+    p = 1.0 + g * (1.0 + g * (0.5 + g * (1.0 / 6 + g * (1.0 / 24 + g * (1.0 / 120 + g * (1.0 / 720 + g * (1.0 / 5040)))))))
+    return p * np.ldexp(1.0, n.astype(np.int64))
 
 
 def _mix(i, step, seed, salt: int) -> np.ndarray:
@@ -97,7 +119,10 @@ def _functions():
 
     normal = brian_function(noise_normal_numpy, "noise_normal", _CPP_NORMAL)
     uniform = brian_function(spike_uniform_numpy, "spike_uniform", _CPP_UNIFORM, {"noise_normal": normal})
-    return normal, uniform
+    fast_exp = Function(hazard_exp_numpy, arg_units=[1], return_unit=1, arg_types=["float"], return_type="float")
+    fast_exp.implementations.add_numpy_implementation(hazard_exp_numpy, discard_units=True)
+    fast_exp.implementations.add_implementation("cpp", _CPP_EXP, name="hazard_exp")
+    return normal, uniform, fast_exp
 
 
 def cache_dir() -> Path:
@@ -123,7 +148,7 @@ class Layout:
     def key(self) -> str:
         import brian2
 
-        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, "v3"])
+        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, _CPP_EXP, "v3"])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -140,7 +165,7 @@ class Inputs:
 
 def _network(layout: Layout, b2):
     """The Brian2 objects, identical for both ways of running."""
-    normal, uniform = _functions()
+    normal, uniform, fast_exp = _functions()
     model = layout.model
     # The OU noise current is integrated in the cell's own update loop (no extra pass over the
     # neurons): Euler, with the kick scaled so that the stationary SD is exactly noise_sigma; its
@@ -153,6 +178,7 @@ noise_sigma : amp (shared)
 noise_seed : integer (shared)
 """
     namespace = {**model.namespace(), "noise_normal": normal, "spike_uniform": uniform,
+                 "hazard_exp": fast_exp,
                  "tau_noise": layout.noise_tau_ms * b2.ms,
                  "noise_kick": float(np.sqrt(1 - (1 - layout.dt_ms / layout.noise_tau_ms) ** 2) / layout.dt_ms) / b2.ms}
     refractory = parse_quantity(model.refractory, "refractory")

@@ -106,7 +106,7 @@ def cell_model(cell) -> CellModel:
         if cell.escape_rate > 0:
             # escape noise: spike with probability hazard*dt, the hazard growing exponentially in v
             threshold = "spike_uniform(i, t_in_timesteps, noise_seed) < escape_p"
-            hazard = "escape_p = clip(dt * escape_rate * exp((v - v_threshold - theta) / escape_width), 0, 1) : 1"
+            hazard = "escape_p = clip(dt * escape_rate * hazard_exp((v - v_threshold - theta) / escape_width), 0, 1) : 1"
         else:
             threshold, hazard = "v > v_threshold + theta", ""
         equations = f"""
