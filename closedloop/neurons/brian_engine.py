@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -315,6 +316,7 @@ def compiler_works() -> bool:
 
 
 _SIMULATORS: dict[tuple[str, Layout], object] = {}
+_BROKEN: list[str] = []  # why the standalone build failed in this process, if it did
 
 
 def standalone_size(n: int) -> int:
@@ -342,7 +344,14 @@ def simulate(layout: Layout, inputs: Inputs, target: str = "auto") -> tuple[np.n
     """Spike counts (N,) and spike times (s after onset) of each neuron."""
     n = layout.n
     if target == "auto":
-        target = "standalone" if compiler_works() else "numpy"
+        target = "standalone" if compiler_works() and not _BROKEN else "numpy"
+        if target == "standalone":
+            try:
+                simulator(replace(layout, n=standalone_size(n)), target)
+            except RuntimeError as exc:  # the build failed: say so once, then stay in runtime mode
+                _BROKEN.append(str(exc))
+                warnings.warn(f"Brian2 standalone build failed, using the numpy target: {str(exc)[:300]}")
+                target = "numpy"
     if target == "standalone" and standalone_size(n) != n:
         size = standalone_size(n)
         pad = size - n
