@@ -29,7 +29,7 @@ TAGGED = {"front_end": ("kind", "gabor", front_end_settings()),
           "cell": ("model", "lif", {"lif": LIFSettings, "adex": AdExSettings, "custom": CustomSettings})}
 CURVE_POINTS = 32  # resolution of the rate curve kept in the state
 CALIBRATION_CELLS = 64  # cells added to the first batch to measure it
-AUTO_NUMPY_CALLS = 2  # resolution of the measured rate curve used by the adaptation carry
+AUTO_NUMPY_CALLS = 2  # target auto: calls run in numpy mode before switching to standalone
 
 
 class SpikingSettings(Settings):
