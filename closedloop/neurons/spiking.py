@@ -81,6 +81,8 @@ class SpikingCell(Neuron):
         self.receptive_field = self.front_end.receptive_field
         self.model = cell_model(config.cell)
         if isinstance(config.cell, CustomSettings):
+            if config.drift.threshold.size > 0 and "theta" not in config.cell.threshold + config.cell.equations:
+                raise ValueError("cell.threshold: drift.threshold is on but the model never uses theta (volt)")
             self._check_custom_model()
         self.session = Session(config.drift, config.adaptation, config.recording, config.reset_state)
         self.state_columns = ("drive", *self.session.columns)
