@@ -25,11 +25,12 @@ from closedloop.recording import open_run
 
 SPACES = {
     "digits": {"kind": "color_pixels", "size": 8, "channels": 1, "contrast": 0.3},
-    "face": {"kind": "color_fourier", "size": 48, "channels": 3, "max_frequency": 0.125, "contrast": 0.25},
+    "face": {"kind": "color_fourier", "size": 48, "channels": 3, "max_frequency": 0.0625, "contrast": 0.25},
 }
 UNITS = [("digits", "class3"), ("face", "face_probability"), ("face", "face_logit")]
 WHITE_BOX = {"kind": "gradient_ascent", "popsize": 4, "steps": 10, "learning_rate": 0.1}
-BLACK_BOX = {"cmaes": {"kind": "cmaes", "popsize": 20}, "genetic": {"kind": "genetic", "popsize": 20}}
+# as in the protocols; the genetic algorithm with its defaults (XDream-like)
+BLACK_BOX = {"cmaes": {"kind": "cmaes", "popsize": 20, "sigma0": 10}, "genetic": {"kind": "genetic", "popsize": 20}}
 
 
 def run(model, unit, optimizer, seed, directory, **stop) -> tuple:
@@ -52,7 +53,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=3000)
-    parser.add_argument("--whitebox-generations", type=int, default=40)
+    parser.add_argument("--whitebox-generations", type=int, default=60)
     args = parser.parse_args()
     checkpoints = [c for c in (1000, args.budget) if c <= args.budget]
     header = f"{'unit':<24}{'optimizer':<10}" + "".join(f"{'best@' + str(c):>12}{'fraction':>10}" for c in checkpoints)
@@ -62,13 +63,13 @@ def main():
             generations, seconds = run(model, unit, WHITE_BOX, args.seed, directory,
                                        generations=args.whitebox_generations)
             optimum = float(generations["best"].max())
-            rows.append(f"{model + ' ' + unit:<24}{'white-box':<10}{optimum:>12.4g}{1.0:>10.3f}"
+            rows.append(f"{model + ' ' + unit:<24}{'white-box':<10}{optimum:>12.6g}{1.0:>10.3f}"
                         f"   ({int(generations['presentations'].iloc[-1])} presentations, "
                         f"{args.whitebox_generations * WHITE_BOX['steps'] * WHITE_BOX['popsize']} gradients, {seconds:.0f} s)")
             print(rows[-1], flush=True)
             for name, optimizer in BLACK_BOX.items():
                 generations, seconds = run(model, unit, optimizer, args.seed, directory, budget=args.budget)
-                cells = "".join(f"{best_after(generations, c):>12.4g}{best_after(generations, c) / optimum:>10.3f}"
+                cells = "".join(f"{best_after(generations, c):>12.6g}{best_after(generations, c) / optimum:>10.3f}"
                                 for c in checkpoints)
                 rows.append(f"{model + ' ' + unit:<24}{name:<10}{cells}   ({seconds:.0f} s)")
                 print(rows[-1], flush=True)
