@@ -15,7 +15,10 @@ from scipy.io import wavfile
 from closedloop import zoo
 from closedloop.cli import main
 
-SPEECH_WAV = Path(__file__).parent / "fixtures" / "speech-16k.wav"  # espeak-ng, resampled to 16 kHz
+# made once with espeak-ng (not needed to run the tests):
+#   espeak-ng -w raw.wav "The quick brown fox jumps over the lazy dog."
+# then scipy.signal.resample_poly(x, 320, 441) (22050 -> 16000 Hz), peak 0.9, 16-bit PCM mono
+SPEECH_WAV = Path(__file__).parent / "fixtures" / "speech-16k.wav"
 
 
 def run(model, x):
