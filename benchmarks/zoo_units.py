@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ def bench_speech():
 
 
 if __name__ == "__main__":
+    warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
     torch.manual_seed(0)
     for bench in (bench_digits, bench_face, bench_pitch, bench_speech):
         bench()

@@ -191,6 +191,7 @@ def test_speech_gradient_is_finite_on_silence_and_padding():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_speech_rebuild_matches_the_scripted_silero_model():
     from closedloop.zoo import package_file
 
