@@ -171,7 +171,7 @@ class NaNNeuron(Neuron):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"space__kind": "test_nan_space"}, "space test_nan_space: stimuli of generation 0: 8 NaN or Inf values (in rows [1])"),
+    ({"space__kind": "test_nan_space"}, "space test_nan_space: stimuli of generation 0: 1 NaN or Inf values (in rows [1])"),
     ({"neuron": {"kind": "test_nan_neuron", "size": 8}}, "neuron test_nan_neuron: responses of generation 0: 1 NaN or Inf"),
 ])
 def test_nan_is_caught_and_named(tmp_path, capsys, changes, message):
