@@ -48,6 +48,7 @@ class FixedSetExperiment(Experiment):
         if self.settings.record_rendered is None:
             self.settings = self.settings.model_copy(update={"record_rendered": True})
         self.presentations = 0
+        self.session_end = 0.0  # latest presentation start on the log's clock
 
     def use_space(self, parameters, **description) -> ParameterSpace:
         self.space = ParameterSpace(self.neuron, parameters, **description)
@@ -89,6 +90,7 @@ class FixedSetExperiment(Experiment):
             check_finite(trials.responses, f"neuron {neuron.kind}: responses")
             if time_offset:
                 trials.t_start = np.asarray(trials.t_start) + time_offset
+            self.session_end = max(self.session_end, float(np.max(trials.t_start)))
             writer.add_trials(np.asarray(index)[order], generation, trials)
             self.presentations += trials.responses.size
             self.bar.update(trials.responses.size)
