@@ -79,7 +79,7 @@ def _figure(run, table, threshold, rates, confidence):
     low = np.array([rates[s]["low"] for s in sources])
     high = np.array([rates[s]["high"] for s in sources])
     ax.bar(range(len(sources)), rate, color=[f"C{k}" for k in range(len(sources))], alpha=0.7)
-    ax.errorbar(range(len(sources)), rate, yerr=[rate - low, high - rate], fmt="none", ecolor="k", capsize=3)
+    ax.errorbar(np.arange(len(sources)), rate, yerr=np.vstack([rate - low, high - rate]), fmt="none", ecolor="k", capsize=3)
     ax.set_xticks(range(len(sources)), sources)
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"fraction above threshold ({confidence:.0%} CI)", fontsize=8)

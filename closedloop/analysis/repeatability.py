@@ -82,7 +82,7 @@ def analyze(run, out_dir) -> dict:
                  "fano_factor_within_blocks": float(np.mean(fano_within)) if len(fano_within) else float("nan"),
                  "relative_response_sd": float(np.std(trace, ddof=1)), "drift_correlation": drift}
         numbers["sessions"][name] = entry
-        panels[name] = (means, times.to_numpy(), trace, states)
+        panels[name] = (means, times.to_numpy(), trace, states, session.groupby("item")["response"])
         lines.append(f"{name}: {entry['blocks']} blocks, split-half r {r:.3f}, reliability (Spearman-Brown) "
                      f"{reliability:.3f}, Fano factor {entry['fano_factor']:.2f} across the session"
                      + (f", {entry['fano_factor_within_blocks']:.2f} within blocks" if len(fano_within) else "")
@@ -103,7 +103,7 @@ def _figure(run, panels):
     rows = len(panels)
     fig, axes = plt.subplots(rows, 3, figsize=(11, 2.9 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    for row, (name, (means, times, trace, states)) in zip(axes, panels.items()):
+    for row, (name, (means, times, trace, states, responses)) in zip(axes, panels.items()):
         ax = row[0]
         ax.plot(times, trace, marker="o", ms=3, color="k", label="response / item mean")
         ax.set_xlabel("session time (s)")
@@ -125,13 +125,13 @@ def _figure(run, panels):
         ax.set_ylabel("even blocks (mean)")
         ax.set_title(f"split-half r = {correlation(odd.to_numpy(), even.to_numpy()):.3f}", fontsize=9)
         ax = row[2]
-        block_means = means.to_numpy()
-        item_mean, item_var = block_means.mean(axis=0), block_means.var(axis=0, ddof=1)
-        ax.plot(item_mean, item_var, "o", label="items (block means)")
+        item_mean, item_var = responses.mean().to_numpy(), responses.var(ddof=1).to_numpy()
+        ax.plot(item_mean, item_var, "o", label="items (all presentations)")
         top = max(item_mean.max(), item_var.max(), 1e-9)
         ax.plot([0, top], [0, top], color="gray", lw=0.8, ls=":", label="Poisson")
         ax.set_xlabel(f"mean ({run.response_unit})")
-        ax.set_ylabel("variance across blocks")
+        ax.set_ylabel("variance")
+        ax.set_title("Fano factor", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
