@@ -87,8 +87,10 @@ def export(run_path, nwb_path) -> dict:
         spikes = _spike_times(run, table, starts)
         if spikes is not None:
             step = neuron.get("dt")  # ms: spike times fall on the simulation's time grid
-            nwb.units = Units(name="units", description="the simulated neuron",
-                              resolution=float(step) / 1000.0 if isinstance(step, (int, float)) else None)
+            # without a time grid, the finest difference the stored (float64) times can express
+            resolution = (float(step) / 1000.0 if isinstance(step, (int, float)) and step > 0
+                          else float(np.spacing(max(1.0, float(spikes.max()) if len(spikes) else 1.0))))
+            nwb.units = Units(name="units", description="the simulated neuron", resolution=resolution)
             nwb.add_unit_column("response_unit", "what the response column of the trials counts")
             nwb.add_unit(spike_times=spikes, obs_intervals=np.column_stack([starts, starts + duration]),
                          response_unit=run.response_unit)
