@@ -135,6 +135,7 @@ def test_tuning_finds_the_gabor_orientation(tmp_path):
     assert first.max() < second.min()
 
 
+@pytest.mark.slow
 def test_reverse_correlation_recovers_the_gabor(tmp_path):
     path, numbers = run(tmp_path, {"kind": "reverse_correlation", "seed": 3, "neuron": CELL,
                                    "presentations": 3000, "contrast": 1.5})
@@ -182,6 +183,7 @@ def test_fooling_needs_one_threshold():
         protocol_module.from_dict({"kind": "fooling", "neuron": CELL, "threshold_fraction": 0.5}, "f.yaml")
 
 
+@pytest.mark.slow
 def test_repeatability_of_a_cell_without_drift(tmp_path):
     _, numbers = run(tmp_path, {"kind": "repeatability", "seed": 5, "neuron": CELL, "items": 6, "blocks": 6})
     assert numbers["reliability"] > 0.9
@@ -205,3 +207,14 @@ def test_repeatability_compare_needs_a_reset_switch():
         protocol = protocol_module.from_dict({"kind": "repeatability", "neuron": CELL, "compare_reset_state": True},
                                              "r.yaml")
         protocol.experiment_cls(protocol)
+
+
+def test_same_seed_same_log(tmp_path):
+    data = {"kind": "repeatability", "seed": 7, "neuron": {"kind": "test_drift"}, "items": 4, "blocks": 3,
+            "repeats": 2, "family": "noise"}
+    first, _ = run(tmp_path, data, "first")
+    second, _ = run(tmp_path, data, "second")
+    with open_run(first) as a, open_run(second) as b:
+        columns = ["stimulus", "t_start", "response", "log_gain"]
+        assert a.trials[columns].equals(b.trials[columns])
+        np.testing.assert_array_equal(a.rendered(), b.rendered())

@@ -116,12 +116,12 @@ def _figure(run, table, names, curves, units, log_scale):
     for ax, name in zip(axes, names):
         values, means, sem, preferred, bandwidth = curves[name]
         ax.errorbar(values, means, yerr=sem, marker="o", ms=3, capsize=2)
-        ax.axvline(preferred, color="C3", lw=1, ls="--", label=f"preferred {preferred:.3g}")
+        ax.axvline(preferred, color="C3", lw=1, ls="--", label=f"preferred {preferred:.4g}")
         if name in log_scale:
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%.4g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xticks(values)
+            ax.set_xticks(values[::int(np.ceil(len(values) / 6))])
         ax.set_xlabel(f"{name.replace('_', ' ')} ({units.get(name, '')})")
         ax.set_ylabel(f"{run.response_unit} per presentation (mean ± s.e.m.)", fontsize=8)
         ax.legend(fontsize=7)
@@ -134,8 +134,8 @@ def _figure(run, table, names, curves, units, log_scale):
         grid = table[mask].pivot(index=second, columns=first, values="mean")
         ax = axes[-1]
         image = ax.imshow(grid.to_numpy(), origin="lower", aspect="auto", cmap="viridis")
-        ax.set_xticks(range(len(grid.columns)), [f"{v:.3g}" for v in grid.columns], fontsize=6, rotation=90)
-        ax.set_yticks(range(len(grid.index)), [f"{v:.3g}" for v in grid.index], fontsize=6)
+        ax.set_xticks(range(len(grid.columns)), [f"{v:.4g}" for v in grid.columns], fontsize=6, rotation=90)
+        ax.set_yticks(range(len(grid.index)), [f"{v:.4g}" for v in grid.index], fontsize=6)
         ax.set_xlabel(first.replace("_", " "))
         ax.set_ylabel(second.replace("_", " "))
         ax.set_title("mean response" + (" at preferred " + ", ".join(names[2:]) if names[2:] else ""), fontsize=8)
