@@ -218,3 +218,37 @@ def test_same_seed_same_log(tmp_path):
         columns = ["stimulus", "t_start", "response", "log_gain"]
         assert a.trials[columns].equals(b.trials[columns])
         np.testing.assert_array_equal(a.rendered(), b.rendered())
+
+
+@register("neuron", "test_energy")
+class EnergyNeuron(Neuron):
+    """A complex cell: Poisson counts at the energy of a quadrature pair of Gabors, so phase-
+    invariant, with a spike-triggered average near zero."""
+
+    Config = ProjectionSettings
+
+    def __init__(self, config, seed):
+        super().__init__(config, seed)
+        self.stimulus_shape = (config.size, config.size)
+        self.receptive_field = gabor(config.size, phase=0.0)
+        self.quadrature = gabor(config.size, phase=90.0)
+        self.clock, self.calls = 0.0, 0
+
+    def present(self, stimuli, repeats):
+        flat = np.asarray(stimuli).reshape(len(stimuli), -1)
+        energy = (flat @ self.receptive_field.ravel()) ** 2 + (flat @ self.quadrature.ravel()) ** 2
+        rng = self.rng(self.calls)
+        self.calls += 1
+        slot = interleaved_order(len(stimuli), repeats, rng)
+        t_start = self.clock + slot * self.config.period
+        self.clock += slot.size * self.config.period
+        rate = np.repeat(2.0 * energy[:, None], repeats, axis=1)
+        return Trials(responses=rng.poisson(rate), t_start=t_start, clean=rate)
+
+
+def test_spike_triggered_covariance_finds_a_complex_cell(tmp_path):
+    _, numbers = run(tmp_path, {"kind": "reverse_correlation", "seed": 8,
+                                "neuron": {"kind": "test_energy", "size": 12}, "presentations": 4000})
+    assert abs(numbers["sta_correlation"]) < 0.5  # the average misses a phase-invariant cell
+    assert numbers["stc_filters"] == 2
+    assert numbers["stc_subspace_correlation"] > 0.9
