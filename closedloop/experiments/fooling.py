@@ -10,6 +10,7 @@ number (for evolved stimuli, their index in the reference log).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -18,12 +19,13 @@ from closedloop.errors import ClosedLoopError, ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.recording import open_run
 from closedloop.registry import register
-from closedloop.stimuli import NOISE_KINDS, noise, to_neuron_range
+from closedloop.stimuli import noise, to_neuron_range
 
 
 class FoolingSettings(FixedSetSettings):
     count: int = Field(1000, ge=1, description="random stimuli of each noise kind")
-    noise: list[str] = Field(["white", "pink", "tv"], min_length=1, description="white, pink and/or tv")
+    noise: list[Literal["white", "pink", "tv"]] = Field(["white", "pink", "tv"], min_length=1,
+                                                       description="white, pink and/or tv")
     alpha: float | None = Field(None, ge=0, description="pink: amplitude spectrum 1/f^alpha")
     contrast: float = Field(0.25, gt=0, description="RMS of the noise (of the neuron's range, when it has one)")
     repeats: int = Field(1, ge=1, description="presentations of each stimulus; its response is their mean")
@@ -34,9 +36,6 @@ class FoolingSettings(FixedSetSettings):
 
     @model_validator(mode="after")
     def _one_threshold(self):
-        unknown = [kind for kind in self.noise if kind not in NOISE_KINDS]
-        if unknown:
-            raise ValueError(f"noise: unknown kind {unknown[0]!r} (one of: {', '.join(NOISE_KINDS)})")
         if (self.threshold is None) == (self.threshold_fraction is None):
             raise ValueError("give exactly one of threshold (absolute) or threshold_fraction (with reference_run)")
         if self.threshold_fraction is not None and self.reference_run is None:
