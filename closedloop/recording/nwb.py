@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from closedloop.errors import ClosedLoopError
 from closedloop.recording.reader import open_run
@@ -103,21 +104,22 @@ def export(run_path, nwb_path) -> dict:
 
 
 def _trials(TimeIntervals, table, starts, duration, run):
-    trials = TimeIntervals(name="trials", description=f"presentations of the {run.kind} protocol, in time order")
-    columns = {}
+    frame = {"start_time": starts, "stop_time": starts + duration}
     for name in table.columns:
         if name in ("t_start", "spike_start"):
             continue
         values = table[name]
         if name == "phase":
-            columns[name] = values.astype(str).to_numpy()
+            frame[name] = values.astype(str).to_numpy()
         elif values.dtype.kind == "f" and values.isna().all():
             continue  # e.g. `clean` for a neuron that does not know its noise-free response
         else:
-            columns[name] = values.to_numpy()
+            frame[name] = values.to_numpy()
     params = set(parameter_names(run))
     states = set(run.file["trials/state"])
-    for name, values in columns.items():
+    columns = [{"name": "start_time", "description": "onset of the presentation on the session clock (s)"},
+               {"name": "stop_time", "description": "end of the presentation window (s)"}]
+    for name in list(frame)[2:]:
         if name in COLUMN_DESCRIPTIONS:
             description = COLUMN_DESCRIPTIONS[name]
             if name == "response":
@@ -128,11 +130,9 @@ def _trials(TimeIntervals, table, starts, duration, run):
             description = f"neuron state variable {name} at the presentation"
         else:
             description = name
-        trials.add_column(name=name, description=description)
-    for k in range(len(table)):
-        trials.add_row(start_time=float(starts[k]), stop_time=float(starts[k] + duration),
-                       **{name: values[k] for name, values in columns.items()})
-    return trials
+        columns.append({"name": name, "description": description})
+    return TimeIntervals.from_dataframe(pd.DataFrame(frame), name="trials", columns=columns,
+                                        table_description=f"presentations of the {run.kind} protocol, in time order")
 
 
 def _spike_times(run, table, starts):
