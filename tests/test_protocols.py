@@ -252,3 +252,15 @@ def test_spike_triggered_covariance_finds_a_complex_cell(tmp_path):
     assert abs(numbers["sta_correlation"]) < 0.5  # the average misses a phase-invariant cell
     assert numbers["stc_filters"] == 2
     assert numbers["stc_subspace_correlation"] > 0.9
+
+
+def test_pink_noise_average_is_whitened(tmp_path):
+    from closedloop.analysis.plots import correlation
+    from closedloop.analysis.reverse_correlation import spike_triggered_average, stimulus_response
+
+    path, numbers = run(tmp_path, {"kind": "reverse_correlation", "seed": 9, "noise": "pink", "presentations": 3000,
+                                   "neuron": {"kind": "test_drift", "reset_state": True}})
+    with open_run(path) as log:
+        raw = correlation(spike_triggered_average(*stimulus_response(log)), log.receptive_field)
+    assert numbers["sta_correlation"] >= 0.9
+    assert numbers["sta_correlation"] > raw + 0.1  # pink noise blurs the plain average towards low frequencies
