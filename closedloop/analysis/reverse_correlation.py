@@ -4,6 +4,7 @@ true receptive field, and their correlation as a function of the number of prese
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from closedloop.analysis.plots import correlation, plt, save, show_image
 from closedloop.stimuli import noise_amplitude
@@ -47,14 +48,16 @@ def spike_triggered_covariance(stimuli, responses, rng, count=2):
         return np.zeros((0, *stimuli.shape[1:])), np.zeros(0)
     prior = flat.T @ flat / len(flat)
 
-    def spectrum(weights):
+    def difference(weights):
         sta = weights @ flat / weights.sum()
-        values, vectors = np.linalg.eigh((flat * weights[:, None]).T @ flat / weights.sum() - np.outer(sta, sta) - prior)
-        order = np.argsort(-np.abs(values))
-        return values[order], vectors[:, order]
+        return (flat * weights[:, None]).T @ flat / weights.sum() - np.outer(sta, sta) - prior
 
-    values, vectors = spectrum(responses)
-    noise_level = max(abs(spectrum(rng.permutation(responses))[0][0]) for _ in range(5))
+    # small matrices: one BLAS thread is faster, and much faster on a busy machine
+    with threadpool_limits(1):
+        values, vectors = np.linalg.eigh(difference(responses))
+        order = np.argsort(-np.abs(values))
+        values, vectors = values[order], vectors[:, order]
+        noise_level = max(np.abs(np.linalg.eigvalsh(difference(rng.permutation(responses)))).max() for _ in range(5))
     keep = [k for k in range(count) if abs(values[k]) > 1.1 * noise_level]
     return vectors[:, keep].T.reshape(len(keep), *stimuli.shape[1:]), values[keep]
 
