@@ -24,6 +24,7 @@ Layout (every object is an array, number or text; no pickles):
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,7 +76,10 @@ class RunWriter:
                  neuron_arrays: dict[str, np.ndarray] | None = None, created: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.path, "w", libver="latest")
+        # built under a temporary name and renamed once in SWMR mode, so that a log that exists
+        # is always readable and resumable, however early its writer is killed
+        building = self.path.with_name(f".{self.path.name}.part")
+        self.file = h5py.File(building, "w", libver="latest")
         f = self.file
         f.attrs.update({
             "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": closedloop.__version__,
@@ -113,6 +117,7 @@ class RunWriter:
         for name, width in (state_shapes or {}).items():
             _resizable(saved, name, np.float64, (width,))
         self._start()
+        os.replace(building, self.path)
 
     def _start(self):
         f = self.file
