@@ -252,3 +252,33 @@ def test_face_protocol_evolves_a_face_black_box(tmp_path):
     numbers = analyze(tmp_path / "face.h5")
     assert numbers["best_clean_response"] >= 0.99
     assert (tmp_path / "face" / "evolve.png").stat().st_size > 10_000
+
+
+def test_shipped_dnn_protocols_validate():
+    for name in ("digit-cell", "digit-cell-whitebox", "face-cell", "face-cell-whitebox"):
+        protocol = protocol_module.load(Path(__file__).parents[1] / "protocols" / f"{name}.yaml")
+        experiment = protocol.experiment_cls(protocol)
+        assert experiment.neuron.has_gradient and experiment.space.stimulus_shape == experiment.neuron.stimulus_shape
+
+
+def test_white_box_run_resumes_to_the_same_log(tmp_path):
+    from closedloop.cli import main
+
+    neuron = {"import": f"{HERE}:tiny_net", "channel": 3, "noise": {"kind": "gaussian", "sigma": 0.1}}
+    white = {"kind": "gradient_ascent", "popsize": 2, "steps": 2, "jitter": 1, "blur_every": 3}
+    _run(_protocol(neuron, optimizer=white, generations=8), tmp_path / "full.h5")
+    protocol = _protocol(neuron, optimizer=white, generations=8)
+    experiment = protocol.experiment_cls(protocol)
+    tell = experiment.optimizer.tell
+
+    def tell_then_stop(z, scores):  # as a Ctrl-C after the fourth generation would
+        tell(z, scores)
+        experiment.stop_requested = experiment.optimizer.step_count >= 4 * 2
+
+    experiment.optimizer.tell = tell_then_stop
+    assert experiment.run(tmp_path / "cut.h5", progress=False)["status"] == "interrupted"
+    assert main(["resume", str(tmp_path / "cut.h5"), "-q"]) == 0
+    with open_run(tmp_path / "full.h5") as full, open_run(tmp_path / "cut.h5") as resumed:
+        assert resumed.status == "complete" and len(resumed.generations) == 8
+        assert full.trials.equals(resumed.trials)
+        np.testing.assert_array_equal(full.z, resumed.z)
