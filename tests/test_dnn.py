@@ -238,6 +238,8 @@ def test_zoo_names_are_checked_with_the_field_named():
         DNNUnit(DNNSettings(model="no_such_model"), 0)
     with pytest.raises(ValueError, match="^unit: "):
         DNNUnit(DNNSettings(model="digits", unit="class42"), 0)
+    with pytest.raises(ValueError, match="value_range: only for an imported model"):
+        DNNSettings.model_validate({"model": "digits", "value_range": [-1, 1]})
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ class NoiseSettings(Settings):
 class DNNSettings(Settings):
     model: str | None = Field(None, description="a zoo model name (see `closedloop zoo`)")
     import_: str | None = Field(None, alias="import", description="or your own: 'package.module:factory'")
-    weights: str | None = Field(None, description="a state_dict file for the imported model")
+    weights: str | None = Field(None, description="a state_dict file for the imported model (path from the working directory)")
     input_shape: tuple[int, ...] | None = Field(None, description="imported model: shape of one stimulus")
     value_range: tuple[float, float] = Field((0.0, 1.0), description="imported model: the input range it expects")
     modality: Literal["image", "audio"] = Field("image", description="imported model: image or audio")
@@ -55,8 +55,10 @@ class DNNSettings(Settings):
             raise ValueError("input_shape: required with import (the shape of one stimulus)")
         if self.import_ is not None and self.unit is not None:
             raise ValueError("unit: names zoo units only; give layer/channel/position for an imported model")
-        if self.model is not None and self.weights is not None:
-            raise ValueError("weights: only for an imported model; zoo models bring their own")
+        if self.model is not None:
+            for name in ("weights", "input_shape", "value_range", "modality"):
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name}: only for an imported model; zoo model {self.model!r} declares its own")
         return self
 
 
