@@ -254,6 +254,12 @@ def test_face_protocol_evolves_a_face_black_box(tmp_path):
     numbers = analyze(tmp_path / "face.h5")
     assert numbers["best_clean_response"] >= 0.99
     assert (tmp_path / "face" / "evolve.png").stat().st_size > 10_000
+    from closedloop.analysis.evolve import rendered
+
+    with open_run(tmp_path / "face.h5") as run:  # colour images too large to log: rendered again
+        assert run.rendered([0]) is None
+        images = rendered(run, [0, 5])
+        assert images.shape == (2, 3, 48, 48) and 0 <= images.min() and images.max() <= 1
 
 
 def test_shipped_dnn_protocols_validate():

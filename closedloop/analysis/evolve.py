@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop import registry
+from closedloop import protocol as protocol_module
+from closedloop.errors import ClosedLoopError
 from closedloop.analysis.plots import correlation, plt, save, show_image
 
 
@@ -22,12 +23,10 @@ def rendered(run, indices) -> np.ndarray | None:
     images = run.rendered(indices)
     if images is not None:
         return images
-    config = dict(run.config.get("space") or {})
     try:
-        cls = registry.lookup("space", config.pop("kind", ""))
-        space = cls(cls.Config.model_validate(config), 0)
+        space = protocol_module.parse(run.protocol, str(run.path)).build("space")
         return space.render(run.z[np.asarray(indices)])
-    except (KeyError, ValueError, NotImplementedError):
+    except (ClosedLoopError, KeyError, ValueError, NotImplementedError):
         return None
 
 
