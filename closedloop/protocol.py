@@ -135,7 +135,7 @@ def _describe(error: dict, prefix: str, model: type) -> str:
         return f"{path}: unknown field; {hint}"
     if kind == "missing":
         return f"{path}: required field missing"
-    message = error["msg"]
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if "input" in error and kind not in ("value_error", "assertion_error"):
         message += f", got {error['input']!r}"
     return f"{path}: {message}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from closedloop import protocol as protocol_module
+from closedloop.errors import ClosedLoopError
 from closedloop.analysis.plots import correlation, plt, save, show_image
 
 
@@ -13,6 +15,19 @@ def best_per_generation(run) -> list[int]:
     generation_of = run.file["stimuli/generation"][()]
     means["generation"] = generation_of[means.index.to_numpy()]
     return [int(group["mean"].idxmax()) for _, group in means.groupby("generation")]
+
+
+def rendered(run, indices) -> np.ndarray | None:
+    """The logged renderings of these stimuli, or (when the run did not keep them, as for large
+    colour images) their latent vectors rendered again by the space the run used."""
+    images = run.rendered(indices)
+    if images is not None:
+        return images
+    try:
+        space = protocol_module.parse(run.protocol, str(run.path)).build("space")
+        return space.render(run.z[np.asarray(indices)])
+    except (ClosedLoopError, KeyError, ValueError, NotImplementedError):
+        return None
 
 
 def analyze(run, out_dir) -> dict:
@@ -31,7 +46,7 @@ def analyze(run, out_dir) -> dict:
     }
     rf = run.receptive_field
     per_generation = best_per_generation(run)
-    images = run.rendered(per_generation) if run.modality == "image" else None
+    images = rendered(run, per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
         numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
@@ -43,6 +58,12 @@ def analyze(run, out_dir) -> dict:
         f"best response: {numbers['best_response']:.3g} {unit} per presentation "
         f"(first reached after {numbers['presentations_to_best']} presentations)",
     ]
+    neuron = run.config.get("neuron") or {}
+    if neuron.get("kind") == "dnn":
+        numbers["best_clean_response"] = float(np.nanmax(run.trials["clean"].to_numpy()))
+        name = neuron.get("unit") or f"layer {neuron.get('layer')!r} channel {neuron.get('channel')}"
+        lines.append(f"unit {neuron.get('model') or neuron.get('import')} {name}: best clean response "
+                     f"{numbers['best_clean_response']:.6g}")
     if "rf_correlation" in numbers:
         lines.append(f"correlation of the best stimulus with the true receptive field: {numbers['rf_correlation']:.3f}")
     lines += [f"log: {run.path}", f"figure: {numbers['figure']}"]

@@ -37,6 +37,12 @@ class Experiment:
                 raise ProtocolError(
                     f"{protocol.source}: space: renders stimuli of shape {tuple(self.space.stimulus_shape)} but the "
                     f"neuron takes {tuple(self.neuron.stimulus_shape)}")
+            rendered, accepted = getattr(self.space, "value_range", None), self.neuron.value_range
+            if rendered is not None and accepted is not None and not (
+                    accepted[0] <= rendered[0] and rendered[1] <= accepted[1]):
+                raise ProtocolError(
+                    f"{protocol.source}: space: renders values in {list(rendered)} but the neuron takes "
+                    f"{list(accepted)}; set space.value_range")
         self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
                           if "optimizer" in protocol.sections else None)
         self.stop_requested = False
@@ -46,7 +52,7 @@ class Experiment:
             return Path(self.settings.output)
         return Path("data") / f"{Path(self.protocol.source).stem}.h5"
 
-    def open_log(self, path, state_shapes: dict[str, int] | None = None) -> RunWriter:
+    def open_log(self, path, state_shapes: dict[str, int] | None = None, created: str | None = None) -> RunWriter:
         space, neuron = self.space, self.neuron
         record = self.settings.record_rendered
         if record is None:
@@ -62,7 +68,7 @@ class Experiment:
             response_unit=neuron.response_unit, state_columns=neuron.state_columns,
             status_columns=self.optimizer.status_columns if self.optimizer else (),
             state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
-            neuron_arrays=neuron.ground_truth())
+            neuron_arrays=neuron.ground_truth(), created=created)
 
     @contextmanager
     def stop_on_interrupt(self):
