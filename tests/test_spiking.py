@@ -100,7 +100,9 @@ def test_slow_response_component_follows_the_logged_gain_drift():
     kernel = np.ones(25) / 25
     slow = np.convolve(response, kernel, mode="valid")
     assert np.corrcoef(slow, np.convolve(gain, kernel, mode="valid"))[0, 1] > 0.7
-    assert "gain" in cell.state_columns and "gain" not in make_cell(reset_state=True).state_columns
+    held = make_cell(reset_state=True, window=50.0, drift={"gain": {"size": 0.4, "tau": 15.0}})
+    assert "gain" in held.state_columns
+    assert np.all(held.present(stimulus, 20).state["gain"] == 1.0)  # logged, but held still
 
 
 def test_default_cell_has_cortical_fano_factors():

@@ -56,17 +56,20 @@ class Session:
                  reset_state: bool):
         self.drift, self.adaptation, self.recording = drift, adaptation, recording
         self.reset_state = reset_state
-        self.drifting = tuple(name for name in DRIFTS if getattr(drift, name).size > 0 and not reset_state)
-        self.adapting = adaptation.strength > 0 and not reset_state
-        self.decaying = recording.decay is not None and recording.floor < 1 and not reset_state
+        # what is configured is logged, so a session with reset_state has the same columns (held still)
+        self.configured = (*(name for name in DRIFTS if getattr(drift, name).size > 0),
+                           *(("adaptation",) if adaptation.strength > 0 else ()),
+                           *(("detection",) if recording.decay is not None and recording.floor < 1 else ()))
+        self.drifting = () if reset_state else tuple(name for name in DRIFTS if name in self.configured)
+        self.adapting = "adaptation" in self.configured and not reset_state
+        self.decaying = "detection" in self.configured and not reset_state
         self.x = np.zeros(len(DRIFTS))  # drift values at time t_last (threshold mV, baseline nA, log gain)
         self.t_last = -np.inf
         self.carry = np.array([0.0, 0.0, -np.inf])  # adaptation (nA) at the last start, its count, its start
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (*self.drifting, *(("adaptation",) if self.adapting else ()),
-                *(("detection",) if self.decaying else ()))
+        return self.configured
 
     def sample_drift(self, times: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Drift values at the given (sorted) session times; advances the state."""
