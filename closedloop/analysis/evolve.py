@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from closedloop import registry
 from closedloop.analysis.plots import correlation, plt, save, show_image
 
 
@@ -13,6 +14,21 @@ def best_per_generation(run) -> list[int]:
     generation_of = run.file["stimuli/generation"][()]
     means["generation"] = generation_of[means.index.to_numpy()]
     return [int(group["mean"].idxmax()) for _, group in means.groupby("generation")]
+
+
+def rendered(run, indices) -> np.ndarray | None:
+    """The logged renderings of these stimuli, or (when the run did not keep them, as for large
+    colour images) their latent vectors rendered again by the space the run used."""
+    images = run.rendered(indices)
+    if images is not None:
+        return images
+    config = dict(run.config.get("space") or {})
+    try:
+        cls = registry.lookup("space", config.pop("kind", ""))
+        space = cls(cls.Config.model_validate(config), 0)
+        return space.render(run.z[np.asarray(indices)])
+    except (KeyError, ValueError, NotImplementedError):
+        return None
 
 
 def analyze(run, out_dir) -> dict:
@@ -31,7 +47,7 @@ def analyze(run, out_dir) -> dict:
     }
     rf = run.receptive_field
     per_generation = best_per_generation(run)
-    images = run.rendered(per_generation) if run.modality == "image" else None
+    images = rendered(run, per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
         numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]

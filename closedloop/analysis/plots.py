@@ -12,12 +12,14 @@ import numpy as np  # noqa: E402
 def show_image(ax, image, title=None):
     image = np.asarray(image)
     limit = float(np.abs(image).max()) or 1.0
-    if image.ndim == 3 and image.shape[0] in (1, 3):
+    if image.ndim == 3 and image.shape[0] == 1:  # a one-channel network input: gray, its own range
+        ax.imshow(image[0], cmap="gray", vmin=image.min(), vmax=max(image.max(), image.min() + 1e-12))
+    elif image.ndim == 3 and image.shape[0] == 3:
         image = np.moveaxis(image, 0, -1)
-    if image.ndim == 3:
+    if image.ndim == 3 and image.shape[-1] == 3:
         lo, hi = image.min(), image.max()
         ax.imshow((image - lo) / ((hi - lo) or 1.0))
-    else:
+    elif image.ndim == 2:
         ax.imshow(image, cmap="gray", vmin=-limit, vmax=limit)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -37,6 +37,12 @@ class Experiment:
                 raise ProtocolError(
                     f"{protocol.source}: space: renders stimuli of shape {tuple(self.space.stimulus_shape)} but the "
                     f"neuron takes {tuple(self.neuron.stimulus_shape)}")
+            rendered, accepted = getattr(self.space, "value_range", None), self.neuron.value_range
+            if rendered is not None and accepted is not None and not (
+                    accepted[0] <= rendered[0] and rendered[1] <= accepted[1]):
+                raise ProtocolError(
+                    f"{protocol.source}: space: renders values in {list(rendered)} but the neuron takes "
+                    f"{list(accepted)}; set space.value_range")
         self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
                           if "optimizer" in protocol.sections else None)
         self.stop_requested = False

@@ -60,6 +60,27 @@ class FourierSettings(ImageSettings):
     max_frequency: float = Field(0.5, gt=0, le=0.75, description="highest kept frequency, cycles/pixel")
 
 
+def fourier_basis(size: int, alpha: float, max_frequency: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm cosine and sine gratings of every frequency up to `max_frequency` (cycles/pixel)
+    on a size x size grid, each scaled by 1/f^alpha: (basis (k, size*size), frequencies (k,))."""
+    freqs = np.fft.fftfreq(size)
+    ky, kx = np.meshgrid(freqs, freqs, indexing="ij")
+    radius = np.hypot(ky, kx)
+    # one of each +-k pair: the half plane kx > 0, or kx == 0 and ky > 0
+    half = (kx > 0) | ((kx == 0) & (ky > 0))
+    keep = half & (radius <= max_frequency)
+    ky, kx, radius = ky[keep], kx[keep], radius[keep]
+    y, x = np.mgrid[0:size, 0:size]
+    phase = 2 * np.pi * (ky[:, None, None] * y + kx[:, None, None] * x)
+    basis = np.concatenate([np.cos(phase), np.sin(phase)])
+    scale = np.concatenate([radius, radius]) ** -alpha
+    flat = basis.reshape(len(basis), -1)
+    alive = np.linalg.norm(flat, axis=1) > 1e-9 * size  # sine of a Nyquist frequency is zero
+    flat, scale = flat[alive], scale[alive]
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    return flat * scale[:, None], np.concatenate([radius, radius])[alive]
+
+
 @register("space", "fourier")
 class FourierSpace(ImageSpace):
     """Cosine and sine gratings of every kept frequency, scaled by 1/f^alpha.
@@ -72,24 +93,7 @@ class FourierSpace(ImageSpace):
 
     def __init__(self, config, seed):
         super().__init__(config, seed)
-        n = config.size
-        freqs = np.fft.fftfreq(n)
-        ky, kx = np.meshgrid(freqs, freqs, indexing="ij")
-        radius = np.hypot(ky, kx)
-        # one of each +-k pair: the half plane kx > 0, or kx == 0 and ky > 0
-        half = (kx > 0) | ((kx == 0) & (ky > 0))
-        keep = half & (radius <= config.max_frequency)
-        ky, kx, radius = ky[keep], kx[keep], radius[keep]
-        y, x = np.mgrid[0:n, 0:n]
-        phase = 2 * np.pi * (ky[:, None, None] * y + kx[:, None, None] * x)
-        basis = np.concatenate([np.cos(phase), np.sin(phase)])
-        scale = np.concatenate([radius, radius]) ** -config.alpha
-        flat = basis.reshape(len(basis), -1)
-        alive = np.linalg.norm(flat, axis=1) > 1e-9 * n  # sine of a Nyquist frequency is zero
-        flat, scale = flat[alive], scale[alive]
-        flat /= np.linalg.norm(flat, axis=1, keepdims=True)
-        self.frequencies = np.concatenate([radius, radius])[alive]
-        self.basis = flat * scale[:, None]
+        self.basis, self.frequencies = fourier_basis(config.size, config.alpha, config.max_frequency)
         self.dim = len(self.basis)
 
     def render(self, z):

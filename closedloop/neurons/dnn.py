@@ -1,0 +1,247 @@
+"""A unit of a deep network as a neuron: one channel of one layer of any torch module.
+
+The network is a zoo model (`model: digits`) or the user's own (`import: package.module:factory`
+plus an optional `weights: file.pt`). The layer's output is read through a forward hook that
+clones it, so an in-place operation further on (ReLU(inplace=True)) cannot overwrite it. The
+response is that channel at one position, or its mean over positions. Optional noise turns the
+deterministic unit into a noisy cell; the clean activation is always logged beside it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from closedloop.component import Settings
+from closedloop.neurons.base import Neuron, Trials, interleaved_order
+from closedloop.registry import register
+
+
+class NoiseSettings(Settings):
+    kind: Literal["none", "poisson", "gaussian"] = "none"
+    rate_scale: float = Field(20.0, gt=0, description="poisson: counts ~ Poisson(rate_scale * max(0, activation))")
+    sigma: float = Field(0.1, ge=0, description="gaussian: response = activation * (1 + sigma * N(0, 1))")
+
+
+class DNNSettings(Settings):
+    model: str | None = Field(None, description="a zoo model name (see `closedloop zoo`)")
+    import_: str | None = Field(None, alias="import", description="or your own: 'package.module:factory'")
+    weights: str | None = Field(None, description="a state_dict file for the imported model")
+    input_shape: tuple[int, ...] | None = Field(None, description="imported model: shape of one stimulus")
+    value_range: tuple[float, float] = Field((0.0, 1.0), description="imported model: the input range it expects")
+    modality: Literal["image", "audio"] = Field("image", description="imported model: image or audio")
+    unit: str | None = Field(None, description="a zoo unit name; default the model's default unit")
+    layer: str | None = Field(None, description="module path of the layer ('' = the model's output)")
+    channel: int | None = Field(None, ge=0, description="channel index on axis 1 of the layer's output")
+    position: tuple[int, ...] | None = Field(None, description="index into the remaining axes; default their mean")
+    noise: NoiseSettings = NoiseSettings()
+    batch_size: int = Field(256, ge=1, description="stimuli per forward pass")
+    threads: int = Field(1, ge=1, description="torch threads (at most the cores)")
+    period: float = Field(0.1, gt=0, description="nominal seconds per presentation, for t_start")
+
+    @model_validator(mode="after")
+    def _one_model(self):
+        if (self.model is None) == (self.import_ is None):
+            raise ValueError("give exactly one of model (a zoo name) or import (package.module:factory)")
+        if self.import_ is not None and self.input_shape is None:
+            raise ValueError("input_shape: required with import (the shape of one stimulus)")
+        if self.import_ is not None and self.unit is not None:
+            raise ValueError("unit: names zoo units only; give layer/channel/position for an imported model")
+        if self.model is not None and self.weights is not None:
+            raise ValueError("weights: only for an imported model; zoo models bring their own")
+        return self
+
+
+def import_factory(path: str):
+    """'package.module:attribute' -> the attribute, without eval."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"import: expected 'package.module:factory', got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"import: cannot import module {module_name!r} ({exc})") from None
+    target = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"import: module {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    return target
+
+
+def build_imported(config: DNNSettings) -> torch.nn.Module:
+    factory = import_factory(config.import_)
+    module = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    if not isinstance(module, torch.nn.Module):
+        raise ValueError(f"import: {config.import_} gave a {type(module).__name__}, not a torch.nn.Module")
+    if config.weights is not None:
+        path = Path(config.weights).expanduser()
+        if not path.is_file():
+            raise ValueError(f"weights: no such file {str(path)!r}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+            module.load_state_dict(state)
+        except Exception as exc:  # unpickling refusals, key or shape mismatches
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"weights: cannot load {str(path)!r} into {config.import_} ({message})") from None
+    return module.float().eval()
+
+
+def torch_threads(requested: int) -> int:
+    """Set torch's intra-op threads, never above the cores we may use. One is the default: the
+    units are small networks fed small batches, and when other processes share the cores torch's
+    spinning worker threads made a step 10-100x slower in our measurements."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = min(requested, cores)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+@register("neuron", "dnn")
+class DNNUnit(Neuron):
+    """One channel of one layer of a torch module, optionally at one position."""
+
+    Config = DNNSettings
+
+    def __init__(self, config: DNNSettings, seed: int):
+        super().__init__(config, seed)
+        torch_threads(config.threads)
+        layer, channel, position = config.layer, config.channel, config.position
+        if config.model is not None:
+            from closedloop import zoo
+
+            model = zoo.load(config.model)
+            self.module = model.module.eval()
+            self.stimulus_shape = tuple(model.input_shape)
+            self.value_range = tuple(model.value_range)
+            self.modality = model.modality
+            self.sample_rate = model.sample_rate
+            if config.unit is not None or layer is None:
+                spec = model.unit(config.unit or model.default_unit)
+                layer = spec.layer if layer is None else layer
+                channel = spec.channel if channel is None else channel
+                position = spec.position if position is None else position
+        else:
+            self.module = build_imported(config)
+            self.stimulus_shape = tuple(config.input_shape)
+            self.value_range = tuple(config.value_range)
+            self.modality = config.modality
+            self.sample_rate = None
+        self.layer, self.channel = layer or "", 0 if channel is None else channel
+        self.position = None if position is None else tuple(position)
+        layers = dict(self.module.named_modules())
+        if self.layer not in layers:
+            names = [name for name in layers if name]
+            raise ValueError(f"layer: no module {self.layer!r} in the model (one of: {', '.join(names[:12])}"
+                             f"{' ...' if len(names) > 12 else ''})")
+        self._target = layers[self.layer]
+        self.response_unit = "counts" if config.noise.kind == "poisson" else "activation"
+        self.clock, self.calls = 0.0, 0
+        self._check_selection()
+
+    @contextmanager
+    def _capture(self):
+        """The target layer's output of the forward pass run inside, as a clone."""
+        captured = {}
+
+        def hook(module, inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            captured["output"] = output.clone()
+
+        handle = self._target.register_forward_hook(hook)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def _select(self, output: torch.Tensor) -> torch.Tensor:
+        if output.ndim < 2 or self.channel >= output.shape[1]:
+            raise ValueError(f"channel: {self.channel} out of range for layer {self.layer!r} "
+                             f"with output shape {tuple(output.shape[1:])}")
+        values = output[:, self.channel]
+        if self.position is None:
+            return values.reshape(len(values), -1).mean(dim=1)
+        if len(self.position) != values.ndim - 1 or any(
+                not -n <= p < n for p, n in zip(self.position, values.shape[1:])):
+            raise ValueError(f"position: {list(self.position)} does not index the positions "
+                             f"{tuple(values.shape[1:])} of layer {self.layer!r} channel {self.channel}")
+        return values[(slice(None), *self.position)]
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with self._capture() as captured:
+            self.module(batch)
+        return self._select(captured["output"])
+
+    def _check_selection(self):
+        """Fail at construction, not mid-run, when layer/channel/position do not fit."""
+        with torch.no_grad():
+            self._forward(torch.full((1, *self.stimulus_shape), float(np.mean(self.value_range))))
+
+    def _as_batch(self, stimuli) -> np.ndarray:
+        stimuli = np.asarray(stimuli, dtype=np.float32)
+        if stimuli.shape[1:] != self.stimulus_shape:
+            raise ValueError(f"stimuli of shape {stimuli.shape[1:]}, expected {self.stimulus_shape}")
+        return stimuli
+
+    def activation(self, stimuli) -> np.ndarray:
+        """The clean unit activation (n,), in chunks of batch_size."""
+        stimuli = self._as_batch(stimuli)
+        size = self.config.batch_size
+        with torch.no_grad():
+            parts = [self._forward(torch.from_numpy(stimuli[i:i + size])).double().numpy()
+                     for i in range(0, len(stimuli), size)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def present(self, stimuli, repeats: int) -> Trials:
+        clean = self.activation(stimuli)
+        n, noise = len(clean), self.config.noise
+        rng = self.rng(self.calls)
+        self.calls += 1
+        slot = interleaved_order(n, repeats, rng)
+        t_start = self.clock + slot * self.config.period
+        self.clock += n * repeats * self.config.period
+        expected = np.repeat(clean[:, None], repeats, axis=1)
+        if noise.kind == "poisson":
+            expected = noise.rate_scale * np.maximum(expected, 0.0)
+            responses = rng.poisson(expected).astype(np.float64)
+        elif noise.kind == "gaussian":
+            responses = expected * (1.0 + noise.sigma * rng.standard_normal(expected.shape))
+        else:
+            responses = expected.copy()
+        return Trials(responses=responses, t_start=t_start, clean=expected)
+
+    def gradient(self, stimuli) -> tuple[np.ndarray, np.ndarray]:
+        """Clean activations (n,) and their gradients with respect to the stimuli (n, *shape)."""
+        stimuli = self._as_batch(stimuli)
+        size, values, grads = self.config.batch_size, [], []
+        for i in range(0, len(stimuli), size):
+            batch = torch.from_numpy(stimuli[i:i + size]).requires_grad_(True)
+            with torch.enable_grad():
+                value = self._forward(batch)
+                (grad,) = torch.autograd.grad(value.sum(), batch)
+            values.append(value.detach().double().numpy())
+            grads.append(grad.double().numpy())
+        if not values:
+            return np.zeros(0), np.zeros((0, *self.stimulus_shape))
+        return np.concatenate(values), np.concatenate(grads)
+
+    def describe(self):
+        return {"kind": self.kind, **self.config.model_dump(mode="json", by_alias=True)}
+
+    def get_state(self):
+        return {"clock": np.array([self.clock]), "calls": np.array([self.calls])}
+
+    def set_state(self, state):
+        self.clock = float(state["clock"][0])
+        self.calls = int(state["calls"][0])
