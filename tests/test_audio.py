@@ -149,3 +149,15 @@ def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
     assert set(sound) >= {"f0", "hnr_db", "spectral_flatness", "note"}
     assert any("YIN pitch" in line for line in numbers["lines"])
     json.dumps({k: v for k, v in numbers.items() if k != "lines"})
+
+
+@pytest.mark.parametrize("kind", ["waveform", "harmonic"])
+def test_differentiable_rendering_matches_render_and_has_a_gradient(kind, rng):
+    torch = pytest.importorskip("torch")
+    space = build(kind, duration=0.25)
+    z = space.sample(rng, 3)
+    tensor = torch.tensor(z, requires_grad=True)
+    waves = space.render_torch(tensor)
+    assert np.allclose(waves.detach().numpy(), space.render(z), atol=1e-10)
+    waves[:, 1000:1100].sum().backward()
+    assert torch.isfinite(tensor.grad).all() and tensor.grad.abs().sum() > 0

@@ -13,9 +13,9 @@ So every sound has RMS <= `loudness` and |x| <= `peak`; a silent latent stays si
 from __future__ import annotations
 
 import numpy as np
+import torch
 from pydantic import Field, model_validator
 from scipy.signal import istft, stft
-from scipy.special import ndtr
 
 from closedloop.component import Settings
 from closedloop.registry import register
@@ -61,6 +61,16 @@ def finish(waves: np.ndarray, fade: np.ndarray, loudness: float, peak: float) ->
     return np.where(top > peak, waves * (peak / np.maximum(top, 1e-12)), waves)
 
 
+def finish_torch(waves: torch.Tensor, fade: torch.Tensor, loudness: float, peak: float) -> torch.Tensor:
+    """`finish` on tensors, differentiable (for white-box optimizers)."""
+    waves = waves * fade
+    waves = waves - fade * (waves.sum(dim=1, keepdim=True) / fade.sum())
+    rms = waves.pow(2).mean(dim=1, keepdim=True).sqrt()
+    waves = waves * (loudness / rms.clamp_min(1e-12)) * (rms > 1e-12)
+    top = waves.abs().amax(dim=1, keepdim=True)
+    return torch.where(top > peak, waves * (peak / top.clamp_min(1e-12)), waves)
+
+
 class AudioSpace(StimulusSpace):
     modality = "audio"
     sample_rate = SAMPLE_RATE
@@ -81,7 +91,16 @@ class AudioSpace(StimulusSpace):
 
     def synthesize(self, z: np.ndarray) -> np.ndarray:
         """(n, dim) -> (n, n_samples) raw waveforms, before fade and loudness."""
-        raise NotImplementedError
+        with torch.no_grad():
+            return self.synthesize_torch(torch.as_tensor(z, dtype=torch.float64)).numpy()
+
+    def synthesize_torch(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"space kind {self.kind!r} has no differentiable rendering")
+
+    def render_torch(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable rendering (spaces that define synthesize_torch): (n, dim) -> (n, n_samples)."""
+        fade = torch.as_tensor(self.fade, dtype=z.dtype)
+        return finish_torch(self.synthesize_torch(z), fade, self.config.loudness, self.config.peak)
 
 
 class WaveformSettings(AudioSettings):
@@ -115,6 +134,9 @@ class WaveformSpace(AudioSpace):
     def synthesize(self, z):
         return z @ self.basis
 
+    def synthesize_torch(self, z):
+        return z @ torch.as_tensor(self.basis, dtype=z.dtype)
+
     def encode(self, stimuli):
         solution, *_ = np.linalg.lstsq(self.basis.T, np.asarray(stimuli, dtype=np.float64).T, rcond=None)
         return solution.T
@@ -136,15 +158,6 @@ class HarmonicSettings(AudioSettings):
         return self
 
 
-def contour(points: np.ndarray, n_samples: int) -> np.ndarray:
-    """(n, k) values at k evenly spaced times -> (n, n_samples), linear in between."""
-    if points.shape[1] == 1:
-        return np.repeat(points, n_samples, axis=1)
-    where = np.linspace(0, 1, points.shape[1])
-    t = np.linspace(0, 1, n_samples)
-    return np.stack([np.interp(t, where, row) for row in points])
-
-
 @register("space", "harmonic")
 class HarmonicSpace(AudioSpace):
     """A harmonic tone: latent = [f0 contour | harmonic log-amplitudes | amplitude envelope].
@@ -161,31 +174,42 @@ class HarmonicSpace(AudioSpace):
         super().__init__(config, seed)
         self.dim = config.pitch_points + config.harmonics + config.envelope_points
         self.order = np.arange(1, config.harmonics + 1)
+        t = np.linspace(0, 1, self.n_samples)
+        # contours: linear interpolation between evenly spaced points, as matrices (points, samples)
+        self.pitch_weights = _interp_matrix(np.linspace(0, 1, config.pitch_points), t).T
+        self.envelope_weights = _interp_matrix(np.linspace(0, 1, config.envelope_points), t).T
+
+    def parameters_torch(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        c = self.config
+        p, h = c.pitch_points, c.harmonics
+        low, high = np.log(c.f_min), np.log(c.f0_max)
+        order = torch.as_tensor(self.order, dtype=z.dtype)
+        return {
+            "f0": torch.exp(low + (high - low) * torch.special.ndtr(z[:, :p])),
+            "amplitudes": order ** -c.rolloff * torch.exp(torch.clamp(c.spread * z[:, p:p + h], -30, 30)),
+            "envelope": torch.special.ndtr(z[:, p + h:]),
+        }
 
     def parameters(self, z: np.ndarray) -> dict[str, np.ndarray]:
         """The sound's parameters: f0 points (Hz), harmonic amplitudes, envelope points."""
-        c = self.config
-        z = np.asarray(z, dtype=np.float64)
-        p, h = c.pitch_points, c.harmonics
-        low, high = np.log(c.f_min), np.log(c.f0_max)
-        f0 = np.exp(low + (high - low) * ndtr(z[:, :p]))
-        amplitudes = self.order ** -c.rolloff * np.exp(np.clip(c.spread * z[:, p:p + h], -30, 30))
-        return {"f0": f0, "amplitudes": amplitudes, "envelope": ndtr(z[:, p + h:])}
+        with torch.no_grad():
+            params = self.parameters_torch(torch.as_tensor(np.asarray(z, dtype=np.float64)))
+        return {name: value.numpy() for name, value in params.items()}
 
-    def synthesize(self, z):
+    def synthesize_torch(self, z):
         c = self.config
-        params = self.parameters(z)
-        f0 = contour(params["f0"], self.n_samples)
-        phase = 2 * np.pi * np.cumsum(f0, axis=1) / SAMPLE_RATE
-        waves = np.zeros((len(z), self.n_samples))
+        params = self.parameters_torch(z)
+        f0 = params["f0"] @ torch.as_tensor(self.pitch_weights, dtype=z.dtype)
+        phase = 2 * np.pi * torch.cumsum(f0, dim=1) / SAMPLE_RATE
+        waves = torch.zeros_like(f0)
         for k, amplitude in zip(self.order, params["amplitudes"].T):
             frequency = k * f0
-            # full level up to f_max, fading to zero over the last fifth of the band below it
-            gain = np.clip((c.f_max - frequency) / (0.2 * c.f_max), 0, 1)
-            if not gain.any():
+            # full level up to 0.8 f_max, fading to zero at f_max: partials never alias
+            gain = torch.clamp((c.f_max - frequency) / (0.2 * c.f_max), 0, 1)
+            if not bool((gain > 0).any()):
                 break
-            waves += amplitude[:, None] * gain * np.sin(k * phase)
-        return waves * contour(params["envelope"], self.n_samples)
+            waves = waves + amplitude[:, None] * gain * torch.sin(k * phase)
+        return waves * (params["envelope"] @ torch.as_tensor(self.envelope_weights, dtype=z.dtype))
 
 
 class SpectrogramSettings(AudioSettings):
