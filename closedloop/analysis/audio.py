@@ -141,10 +141,11 @@ def estimate_pitch(wave, sample_rate, f_min=50.0, f_max=2000.0) -> dict:
     }
 
 
-def spectral_flatness(wave, sample_rate) -> float:
-    """Geometric over arithmetic mean of the power spectrum: ~1 for white noise, ~0 for a tone."""
-    _, power = welch(np.asarray(wave, dtype=np.float64), fs=sample_rate, nperseg=min(1024, len(wave)))
-    power = power[1:] + 1e-20
+def spectral_flatness(wave, sample_rate, band=(60.0, 4000.0)) -> float:
+    """Geometric over arithmetic mean of the power spectrum within `band` (the spaces' default
+    band, so an empty octave above it does not count): ~1 for white noise, ~0 for a tone."""
+    frequencies, power = welch(np.asarray(wave, dtype=np.float64), fs=sample_rate, nperseg=min(1024, len(wave)))
+    power = power[(frequencies >= band[0]) & (frequencies <= band[1])] + 1e-20
     return float(np.exp(np.mean(np.log(power))) / np.mean(power))
 
 
@@ -204,7 +205,7 @@ def analyze_sounds(run, out_dir, best_index: int, per_generation: list[int], num
     return [
         f"best sound: {numbers['best_wav']} (spectrogram {numbers['best_spectrogram']})",
         f"independent measures of the best sound: YIN pitch {pitch}, voiced {sound['voiced_fraction']:.0%} of "
-        f"frames, HNR {sound['hnr_db']:.1f} dB, spectral flatness {sound['spectral_flatness']:.3f}",
+        f"frames, HNR {sound['hnr_db']:.1f} dB, spectral flatness {sound['spectral_flatness']:.2g} (1 = white noise, 0 = pure tone)",
         f"best sounds of generations {', '.join(map(str, picks))}: {out}/generation_*.wav "
         f"(spectrograms {out / 'generations.png'})",
     ]
