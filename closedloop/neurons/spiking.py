@@ -1,123 +1,101 @@
 """A Brian2 spiking cell behind a receptive-field front end.
 
-stimulus -> front end (linear Gabor receptive field, rectified) -> input current ->
-leaky integrate-and-fire cell with an Ornstein-Uhlenbeck noise current -> spike count in the
-presentation window. One call to `present` is ONE Brian2 simulation: n stimuli x repeats
-independent neurons in one NeuronGroup.
+stimulus -> front end (receptive_fields.py: gabor, complex, dog, strf, dnn) -> drive ->
+input current bias + gain * drive -> cell (brian_models.py: lif, adex, custom equations) with an
+OU noise current (and, for the LIF, stochastic escape-noise spiking) -> spike count in the window,
+with slow state across presentations (brian_session.py: drift, carried adaptation, recording
+quality) unless `reset_state` is set. One call to `present` is ONE batched Brian2 simulation
+(brian_engine.py): n stimuli x repeats independent cells in one NeuronGroup.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from closedloop.component import Settings
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.receptive_fields import GaborSettings, gabor, linear_drive
+from closedloop.neurons.brian_engine import Inputs, Layout, cache_dir, simulate
+from closedloop.neurons.brian_models import CellSettings, CustomSettings, LIFSettings, cell_model
+from closedloop.neurons.brian_session import AdaptationSettings, DriftSettings, RecordingSettings, Session
+from closedloop.neurons.receptive_fields import FrontEndSettings, GaborSettings, build_front_end
 from closedloop.registry import register
 
-
-def cache_dir() -> Path:
-    """Compiled-code cache, outside the repository and shared by every run."""
-    root = os.environ.get("CLOSEDLOOP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "closedloop"
-    )
-    path = Path(root) / "brian2"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-class LIFSettings(Settings):
-    tau_m: float = Field(20.0, gt=0, description="membrane time constant, ms")
-    v_rest: float = Field(-65.0, description="mV")
-    v_threshold: float = Field(-50.0, description="mV")
-    v_reset: float = Field(-65.0, description="mV")
-    refractory: float = Field(2.0, ge=0, description="ms")
-    resistance: float = Field(100.0, gt=0, description="membrane resistance, megaohm")
-    bias: float = Field(0.13, description="constant input current, nA (rheobase is 0.15 nA by default)")
-    gain: float = Field(0.25, ge=0, description="input current at the optimum stimulus, nA")
-    noise_sigma: float = Field(0.05, ge=0, description="standard deviation of the OU noise current, nA")
-    noise_tau: float = Field(5.0, gt=0, description="correlation time of the OU noise current, ms")
+__all__ = ["SpikingCell", "SpikingSettings", "cache_dir"]
 
 
 class SpikingSettings(Settings):
-    size: int = Field(16, ge=2, le=256, description="image side in pixels")
-    reference_contrast: float = Field(0.25, gt=0, description="RMS contrast at which the optimum gives the full gain")
-    front_end: GaborSettings = GaborSettings()
-    cell: LIFSettings = LIFSettings()
+    size: int = Field(16, ge=2, le=256, description="image side in pixels (image front ends)")
+    reference_contrast: float = Field(0.25, gt=0, description="RMS contrast at which the optimum gives drive 1")
+    front_end: FrontEndSettings = Field(GaborSettings(), description="receptive field; kind: gabor (default), "
+                                                                     "complex, dog, strf or dnn")
+    cell: CellSettings = Field(LIFSettings(), description="model: lif (default), adex or custom")
+    drift: DriftSettings = DriftSettings()
+    adaptation: AdaptationSettings = AdaptationSettings()
+    recording: RecordingSettings = RecordingSettings()
+    reset_state: bool = Field(False, description="the same brain state at every presentation: no drift, no "
+                                                 "carried adaptation, no loss of recording quality")
     window: float = Field(200.0, gt=0, description="presentation window, ms")
     interval: float = Field(100.0, ge=0, description="blank interval between presentations, ms")
     dt: float = Field(0.1, gt=0, description="simulation time step, ms")
-    target: str = Field("numpy", pattern="^(numpy|cython)$", description="Brian2 code generation target")
+    target: str = Field("auto", pattern="^(auto|standalone|numpy)$",
+                        description="Brian2 mode: standalone (compiled once, cached), numpy, or auto "
+                                    "(standalone when a C++ compiler is found)")
+    threads: int = Field(1, ge=1, le=64, description="OpenMP threads of the standalone binary")
 
-
-LIF_EQUATIONS = """
-dv/dt = (v_rest - v + R * (I_stim + I_noise)) / tau_m : volt (unless refractory)
-dI_noise/dt = -I_noise / tau_noise + sigma_noise * sqrt(2 / tau_noise) * xi : amp
-I_stim : amp
-"""
-
-
-def simulate_lif(currents_nA: np.ndarray, cell: LIFSettings, window_ms: float, dt_ms: float, seed: int,
-                 target: str = "numpy") -> tuple[np.ndarray, list[np.ndarray]]:
-    """One Brian2 run with one LIF neuron per entry of `currents_nA`.
-
-    Returns the spike count of each neuron and its spike times (s from onset)."""
-    import brian2 as b2
-
-    b2.prefs.codegen.target = target
-    if target == "cython":
-        b2.prefs.codegen.runtime.cython.cache_dir = str(cache_dir())
-    b2.prefs.logging.std_redirection = False
-    n = len(currents_nA)
-    namespace = {
-        "v_rest": cell.v_rest * b2.mV,
-        "R": cell.resistance * b2.Mohm,
-        "tau_m": cell.tau_m * b2.ms,
-        "tau_noise": cell.noise_tau * b2.ms,
-        "sigma_noise": cell.noise_sigma * b2.nA,
-    }
-    group = b2.NeuronGroup(
-        n, LIF_EQUATIONS, threshold=f"v > {cell.v_threshold}*mV", reset=f"v = {cell.v_reset}*mV",
-        refractory=cell.refractory * b2.ms, method="euler", namespace=namespace, dt=dt_ms * b2.ms,
-    )
-    rng = np.random.default_rng(seed)
-    group.v = cell.v_rest * b2.mV
-    group.I_stim = np.asarray(currents_nA, dtype=np.float64) * b2.nA
-    group.I_noise = rng.standard_normal(n) * cell.noise_sigma * b2.nA  # start in the stationary state
-    monitor = b2.SpikeMonitor(group)
-    network = b2.Network(group, monitor)
-    b2.seed(int(rng.integers(2**31 - 1)))
-    network.run(window_ms * b2.ms, namespace={})
-    index = np.asarray(monitor.i[:], dtype=np.int64)
-    times = np.asarray(monitor.t[:] / b2.second, dtype=np.float64)
-    counts = np.bincount(index, minlength=n)
-    order = np.argsort(index, kind="stable")
-    spikes = np.split(times[order], np.cumsum(counts)[:-1])
-    return counts, spikes
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kinds(cls, data):
+        """`front_end` without `kind` is a Gabor and `cell` without `model` a LIF."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, tag, default in (("front_end", "kind", "gabor"), ("cell", "model", "lif")):
+                if isinstance(data.get(key), dict) and tag not in data[key]:
+                    data[key] = {tag: default, **data[key]}
+        return data
 
 
 @register("neuron", "spiking")
 class SpikingCell(Neuron):
-    """A V1 simple cell: Gabor receptive field -> rectified current -> noisy LIF (Brian2)."""
+    """A sensory neuron: receptive-field front end -> noisy Brian2 cell -> spike counts."""
 
     Config = SpikingSettings
-    state_columns = ("drive",)
     response_unit = "spikes"
 
     def __init__(self, config: SpikingSettings, seed: int):
         super().__init__(config, seed)
-        self.stimulus_shape = (config.size, config.size)
-        fe = config.front_end
-        self.receptive_field = gabor(config.size, fe.orientation, fe.spatial_frequency, fe.sigma, fe.phase, fe.center)
+        self.front_end = build_front_end(config.front_end, config.size, config.reference_contrast, seed)
+        self.stimulus_shape = tuple(self.front_end.stimulus_shape)
+        self.modality, self.sample_rate = self.front_end.modality, self.front_end.sample_rate
+        self.receptive_field = self.front_end.receptive_field
+        self.model = cell_model(config.cell)
+        if isinstance(config.cell, CustomSettings):
+            self._check_custom_model()
+        self.session = Session(config.drift, config.adaptation, config.recording, config.reset_state)
+        self.state_columns = ("drive", *self.session.columns)
         self.clock = 0.0
         self.calls = 0
+        self.rate_curve: np.ndarray | None = None  # (2, k): input current (nA), mean spike count
+
+    def ground_truth(self):
+        return self.front_end.ground_truth()
 
     def drive(self, stimuli: np.ndarray) -> np.ndarray:
-        return linear_drive(stimuli, self.receptive_field, self.config.reference_contrast)
+        return self.front_end.drive(stimuli)
+
+    def layout(self, n: int) -> Layout:
+        cfg = self.config
+        return Layout(self.model, n, cfg.dt, cfg.window, cfg.cell.noise_tau, cfg.threads)
+
+    def _simulate(self, currents_nA, theta_mV, seed: int):
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        sigma = cfg.cell.noise_sigma * 1e-9
+        inputs = Inputs(I_stim=np.asarray(currents_nA, dtype=np.float64) * 1e-9,
+                        theta=np.asarray(theta_mV, dtype=np.float64) * 1e-3,
+                        I_noise=rng.standard_normal(len(currents_nA)) * sigma,  # stationary start
+                        noise_sigma=sigma, seed=int(rng.integers(2**31 - 1)))
+        return simulate(self.layout(len(currents_nA)), inputs, cfg.target)
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         stimuli = np.asarray(stimuli, dtype=np.float64)
@@ -126,20 +104,80 @@ class SpikingCell(Neuron):
         n, cfg = len(stimuli), self.config
         rng = self.rng(self.calls)
         self.calls += 1
-        drive = np.repeat(self.drive(stimuli)[:, None], repeats, axis=1)
-        currents = cfg.cell.bias + cfg.cell.gain * drive
-        counts, spikes = simulate_lif(currents.ravel(), cfg.cell, cfg.window, cfg.dt,
-                                      int(rng.integers(2**63 - 1)), cfg.target)
         slot = interleaved_order(n, repeats, rng)
         period = (cfg.window + cfg.interval) / 1000.0
         t_start = self.clock + slot * period
         self.clock += n * repeats * period
-        return Trials(responses=counts.reshape(n, repeats), t_start=t_start, state={"drive": drive},
-                      spike_times=spikes)
+        drive = np.repeat(self.drive(stimuli)[:, None], repeats, axis=1)
+
+        order = np.argsort(t_start.ravel(), kind="stable")  # flat (stimulus, repeat) index in time order
+        times = t_start.ravel()[order]
+        drift = self.session.sample_drift(times, rng)
+        gain = np.exp(drift["gain"])
+        currents = cfg.cell.bias + drift["baseline"] + cfg.cell.gain * gain * drive.ravel()[order]
+        if self.session.adapting and self.rate_curve is None:
+            self.rate_curve = self.measure_rate_curve(len(currents))
+        adaptation = self.session.carried_adaptation(times, currents, self.expected_count)
+        counts, spikes = self._simulate(currents - adaptation, drift["threshold"], int(rng.integers(2**63 - 1)))
+
+        detection = self.session.detection(times)
+        if self.session.decaying:
+            spikes = [s[rng.random(len(s)) < p] for s, p in zip(spikes, detection)]
+            counts = np.array([len(s) for s in spikes])
+        self.session.settle(float(counts[-1]))
+
+        unsort = np.empty_like(order)
+        unsort[order] = np.arange(len(order))
+        per_trial = {"gain": gain, "threshold": drift["threshold"], "baseline": drift["baseline"],
+                     "adaptation": adaptation, "detection": detection}
+        state = {"drive": drive}
+        for name in self.session.columns:
+            state[name] = per_trial[name][unsort].reshape(n, repeats)
+        return Trials(responses=counts[unsort].reshape(n, repeats), t_start=t_start, state=state,
+                      spike_times=[spikes[k] for k in unsort])
+
+    def expected_count(self, current_nA: float) -> float:
+        """Mean spike count at a constant input current, from the measured rate curve."""
+        return float(np.interp(current_nA, self.rate_curve[0], self.rate_curve[1]))
+
+    def measure_rate_curve(self, batch: int, points: int = 64) -> np.ndarray:
+        """Mean count vs current over the cell's working range, by the same simulator and batch size
+        (no new build; noise included); smoothed and made monotone, since each current is one
+        noisy presentation."""
+        cell = self.config.cell
+        low, high = cell.bias - cell.gain - 3 * cell.noise_sigma, cell.bias + 3 * cell.gain + 3 * cell.noise_sigma
+        runs = -(-max(points, batch) // batch)
+        currents = np.linspace(low, high, runs * batch)
+        rng = self.rng(2**31)
+        counts = np.concatenate([
+            self._simulate(currents[k::runs], np.zeros(batch), int(rng.integers(2**63 - 1)))[0] for k in range(runs)])
+        counts = counts.reshape(runs, batch).T.ravel().astype(float)  # back to increasing current
+        width = max(3, len(counts) // 16)
+        smooth = np.convolve(np.pad(counts, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
+        return np.stack([currents, np.maximum.accumulate(smooth[: len(currents)])])
+
+    def _check_custom_model(self) -> None:
+        """Build the user's equations once (tiny runtime group) so mistakes surface at load time."""
+        import brian2 as b2
+
+        from closedloop.neurons.brian_engine import _network
+
+        b2.prefs.codegen.target = "numpy"
+        group, monitor, namespace = _network(self.layout(1), b2)
+        try:
+            b2.Network(group, monitor).run(self.config.dt * b2.ms, namespace=namespace)
+        except Exception as exc:
+            raise ValueError(f"cell: Brian2 cannot run the model: {str(exc).splitlines()[0]}") from None
 
     def get_state(self):
-        return {"clock": np.array([self.clock]), "calls": np.array([self.calls])}
+        state = {"clock": np.array([self.clock]), "calls": np.array([self.calls]), **self.session.get_state()}
+        state["rate_curve"] = self.rate_curve if self.rate_curve is not None else np.zeros((2, 0))
+        return state
 
     def set_state(self, state):
         self.clock = float(state["clock"][0])
         self.calls = int(state["calls"][0])
+        if "drift" in state:
+            self.session.set_state(state)
+        curve = state.get("rate_curve")
+        self.rate_curve = np.asarray(curve, dtype=np.float64).copy() if curve is not None and np.size(curve) else None
