@@ -161,3 +161,26 @@ def test_differentiable_rendering_matches_render_and_has_a_gradient(kind, rng):
     assert np.allclose(waves.detach().numpy(), space.render(z), atol=1e-10)
     waves[:, 1000:1100].sum().backward()
     assert torch.isfinite(tensor.grad).all() and tensor.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_black_box_run_raises_the_pitch_unit_and_analyze_writes_its_sound(tmp_path):
+    """CREPE's A4 unit, the harmonic space and the genetic algorithm, through the real loop."""
+    from closedloop.commands.run import execute  # the CLI's own `closedloop run`
+    from argparse import Namespace
+
+    protocol = tmp_path / "pitch.yaml"
+    protocol.write_text("kind: evolve\nseed: 0\nneuron: {kind: dnn, model: pitch, unit: A4}\n"
+                        "space: {kind: harmonic, duration: 0.256}\n"
+                        "optimizer: {kind: genetic, popsize: 12}\ngenerations: 12\n")
+    out = tmp_path / "pitch.h5"
+    assert execute(Namespace(protocol=str(protocol), out=str(out), overwrite=False, set=None, quiet=True)) == 0
+    from closedloop.recording import open_run
+
+    with open_run(out) as run:
+        generations = run.generations
+        start, best = generations["mean"].iloc[0], generations["best"].iloc[-1]
+    assert best > 0.5 and best > 10 * start, (start, best)
+    rate, data = read_wav(tmp_path / "pitch" / "sounds" / "best.wav")
+    assert rate == 16000 and data.shape == (4096,)
+    assert abs(1200 * np.log2(estimate_pitch(data, rate)["f0"] / 441.5)) < 100  # within a semitone of bin 228
