@@ -118,7 +118,8 @@ def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
     path = tmp_path / "run.h5"
     writer = RunWriter(path, protocol_text=text, seed=2, kind="evolve", configs={"space": space.describe()},
                        dim=space.dim, stimulus_shape=space.stimulus_shape, modality="audio", response_unit="a.u.",
-                       record_rendered=False, sample_rate=space.sample_rate)
+                       record_rendered=False, sample_rate=space.sample_rate,
+                       neuron_arrays={"optimal_stimulus": 0.1 * tone(440.0, 0.25)})
     rng, best, best_index = np.random.default_rng(0), -np.inf, -1
     for generation in range(4):
         z = space.sample(rng, 5)
@@ -145,6 +146,8 @@ def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
         assert read_wav(wav)[0] == 16000
     assert (tmp_path / "out" / "sounds" / "best.png").stat().st_size > 1000
     assert (tmp_path / "out" / "sounds" / "generations.png").stat().st_size > 1000
+    assert read_wav(numbers["optimal_wav"])[1].shape == (4000,)
+    assert numbers["spectrogram_correlation"] > 0.3, numbers["spectrogram_correlation"]
     sound = numbers["sound"]
     assert set(sound) >= {"f0", "hnr_db", "spectral_flatness", "note"}
     assert any("YIN pitch" in line for line in numbers["lines"])

@@ -202,13 +202,39 @@ def analyze_sounds(run, out_dir, best_index: int, per_generation: list[int], num
     numbers["sound_per_generation"] = {g: describe_sound(w, rate) for g, w in zip(picks, waves[1:])}
     sound = numbers["sound"]
     pitch = (f"{sound['f0']:.1f} Hz ({sound['note']})" if np.isfinite(sound["f0"]) else "none (unvoiced)")
-    return [
+    truth = _against_optimum(run, out, best, numbers)
+    return truth + [
         f"best sound: {numbers['best_wav']} (spectrogram {numbers['best_spectrogram']})",
         f"independent measures of the best sound: YIN pitch {pitch}, voiced {sound['voiced_fraction']:.0%} of "
         f"frames, HNR {sound['hnr_db']:.1f} dB, spectral flatness {sound['spectral_flatness']:.2g} (1 = white noise, 0 = pure tone)",
         f"best sounds of generations {', '.join(map(str, picks))}: {out}/generation_*.wav "
         f"(spectrograms {out / 'generations.png'})",
     ]
+
+
+def power_spectrogram(wave, sample_rate, window=256):
+    _, _, power = spectrogram(np.asarray(wave, dtype=np.float64), fs=sample_rate, nperseg=window,
+                              noverlap=window // 2)
+    return power
+
+
+def _against_optimum(run, out, best, numbers) -> list[str]:
+    """For a cell whose optimal sound is known (the STRF cell logs it): write it as a WAV too, and
+    correlate the power spectrograms of the best and the optimal sound."""
+    known = run.file.get("neuron")
+    if known is None or "optimal_stimulus" not in known:
+        return []
+    optimum = np.asarray(known["optimal_stimulus"][()], dtype=np.float64).ravel()
+    if optimum.shape != best.shape:
+        return []
+    rate = run.sample_rate
+    numbers["optimal_wav"] = write_wav(out / "optimal.wav", optimum, rate)
+    spectrogram_png(out / "optimal.png", optimum, rate, "the cell's optimal sound (ground truth)")
+    a, b = power_spectrogram(best, rate).ravel(), power_spectrogram(optimum, rate).ravel()
+    a, b = a - a.mean(), b - b.mean()
+    numbers["spectrogram_correlation"] = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
+    return [f"the cell's optimal sound: {numbers['optimal_wav']}; correlation of the power spectrograms of "
+            f"the best and the optimal sound: {numbers['spectrogram_correlation']:.3f}"]
 
 
 def _spectrogram_strip(path, picks, waves, rate):
