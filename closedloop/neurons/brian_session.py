@@ -115,6 +115,6 @@ class Session:
         return {"drift": self.x.copy(), "drift_time": np.array([self.t_last]), "carry": self.carry.copy()}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.x = np.asarray(state["drift"], dtype=np.float64).copy()
-        self.t_last = float(np.asarray(state["drift_time"])[0])
-        self.carry = np.asarray(state["carry"], dtype=np.float64).copy()
+        self.x = np.asarray(state["drift"], dtype=np.float64).ravel().copy()
+        self.t_last = float(np.asarray(state["drift_time"]).ravel()[0])
+        self.carry = np.asarray(state["carry"], dtype=np.float64).ravel().copy()

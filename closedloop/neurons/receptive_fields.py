@@ -63,8 +63,7 @@ class STRFSettings(Settings):
 class DnnFrontEndSettings(Settings):
     kind: Literal["dnn"] = "dnn"
     unit: dict[str, Any] = Field(description="the `neuron:` section of a `kind: dnn` neuron (without kind)")
-    scale: float | None = Field(None, gt=0, description="unit activation that gives drive 1; default its "
-                                                           "activation to the best of 256 prior samples")
+    scale: float = Field(gt=0, description="the unit activation that gives drive 1 (input current bias + gain)")
 
 
 FrontEndSettings = Annotated[
@@ -108,6 +107,7 @@ def linear_drive(stimuli: np.ndarray, field: np.ndarray, reference_contrast: flo
 class FrontEnd:
     modality = "image"
     sample_rate: int | None = None
+    value_range: tuple[float, float] | None = None
     receptive_field: np.ndarray | None = None
 
     def drive(self, stimuli: np.ndarray) -> np.ndarray:
@@ -191,7 +191,7 @@ class AuditoryCell(FrontEnd):
 
         _, _, z = stft(np.asarray(stimuli, dtype=np.float64), fs=self.sample_rate, window="hann",
                        nperseg=self.cfg.window, noverlap=self.cfg.window - self.hop, boundary=None, padded=False,
-                       detrended=False, axis=-1)
+                       detrend=False, axis=-1)
         return np.abs(z) ** 2
 
     def _energy(self, stimuli):
@@ -242,18 +242,27 @@ class DnnUnit(FrontEnd):
         self.unit = cls(cls.Config.model_validate(cfg.unit), seed)
         self.stimulus_shape = tuple(self.unit.stimulus_shape)
         self.modality = getattr(self.unit, "modality", "image")
+        self.sample_rate = getattr(self.unit, "sample_rate", None)
+        self.value_range = getattr(self.unit, "value_range", None)
         self.receptive_field = getattr(self.unit, "receptive_field", None)
         self.scale = cfg.scale
 
     def activation(self, stimuli) -> np.ndarray:
-        trials = self.unit.present(np.asarray(stimuli, dtype=np.float64), 1)
+        """The unit's noise-free activation (its `activation` method, else the clean column of a present)."""
+        stimuli = np.asarray(stimuli, dtype=np.float64)
+        if hasattr(self.unit, "activation"):
+            return np.asarray(self.unit.activation(stimuli), dtype=np.float64).reshape(len(stimuli))
+        trials = self.unit.present(stimuli, 1)
         clean = np.asarray(trials.clean, dtype=np.float64)[:, 0]
         return np.where(np.isfinite(clean), clean, trials.responses[:, 0])
 
     def drive(self, stimuli):
-        if self.scale is None:
-            raise ValueError("front_end: kind dnn needs `scale` (the activation that gives drive 1)")
         return np.maximum(self.activation(stimuli), 0.0) / self.scale
+
+    def ground_truth(self):
+        truth = super().ground_truth()
+        truth.update(getattr(self.unit, "ground_truth", dict)())
+        return truth
 
 
 FRONT_ENDS = {"gabor": SimpleCell, "complex": ComplexCell, "dog": CentreSurround, "strf": AuditoryCell,

@@ -23,6 +23,8 @@ from closedloop.registry import register
 
 __all__ = ["SpikingCell", "SpikingSettings", "cache_dir"]
 
+CURVE_POINTS = 32  # resolution of the measured rate curve used by the adaptation carry
+
 
 class SpikingSettings(Settings):
     size: int = Field(16, ge=2, le=256, description="image side in pixels (image front ends)")
@@ -67,6 +69,7 @@ class SpikingCell(Neuron):
         self.front_end = build_front_end(config.front_end, config.size, config.reference_contrast, seed)
         self.stimulus_shape = tuple(self.front_end.stimulus_shape)
         self.modality, self.sample_rate = self.front_end.modality, self.front_end.sample_rate
+        self.value_range = self.front_end.value_range
         self.receptive_field = self.front_end.receptive_field
         self.model = cell_model(config.cell)
         if isinstance(config.cell, CustomSettings):
@@ -140,7 +143,7 @@ class SpikingCell(Neuron):
         """Mean spike count at a constant input current, from the measured rate curve."""
         return float(np.interp(current_nA, self.rate_curve[0], self.rate_curve[1]))
 
-    def measure_rate_curve(self, batch: int, points: int = 64) -> np.ndarray:
+    def measure_rate_curve(self, batch: int, points: int = CURVE_POINTS) -> np.ndarray:
         """Mean count vs current over the cell's working range, by the same simulator and batch size
         (no new build; noise included); smoothed and made monotone, since each current is one
         noisy presentation."""
@@ -154,7 +157,9 @@ class SpikingCell(Neuron):
         counts = counts.reshape(runs, batch).T.ravel().astype(float)  # back to increasing current
         width = max(3, len(counts) // 16)
         smooth = np.convolve(np.pad(counts, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
-        return np.stack([currents, np.maximum.accumulate(smooth[: len(currents)])])
+        monotone = np.maximum.accumulate(smooth[: len(currents)])
+        grid = np.linspace(low, high, points)  # a fixed size, so the state has a fixed size
+        return np.stack([grid, np.interp(grid, currents, monotone)])
 
     def _check_custom_model(self) -> None:
         """Build the user's equations once (tiny runtime group) so mistakes surface at load time."""
@@ -170,14 +175,15 @@ class SpikingCell(Neuron):
             raise ValueError(f"cell: Brian2 cannot run the model: {str(exc).splitlines()[0]}") from None
 
     def get_state(self):
-        state = {"clock": np.array([self.clock]), "calls": np.array([self.calls]), **self.session.get_state()}
-        state["rate_curve"] = self.rate_curve if self.rate_curve is not None else np.zeros((2, 0))
-        return state
+        """Fixed-size 1-D arrays (the log keeps one row per generation)."""
+        curve = self.rate_curve.ravel() if self.rate_curve is not None else np.full(2 * CURVE_POINTS, np.nan)
+        return {"clock": np.array([self.clock]), "calls": np.array([self.calls]), **self.session.get_state(),
+                "rate_curve": curve}
 
     def set_state(self, state):
-        self.clock = float(state["clock"][0])
-        self.calls = int(state["calls"][0])
+        self.clock = float(np.asarray(state["clock"]).ravel()[0])
+        self.calls = int(np.asarray(state["calls"]).ravel()[0])
         if "drift" in state:
             self.session.set_state(state)
-        curve = state.get("rate_curve")
-        self.rate_curve = np.asarray(curve, dtype=np.float64).copy() if curve is not None and np.size(curve) else None
+        curve = np.asarray(state.get("rate_curve", np.full(2 * CURVE_POINTS, np.nan)), dtype=np.float64)
+        self.rate_curve = curve.reshape(2, -1).copy() if np.isfinite(curve).all() and curve.size else None
