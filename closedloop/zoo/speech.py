@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -79,7 +80,9 @@ def weights_from_jit() -> dict[str, torch.Tensor]:
     torch.jit.load is the only reader of a .jit archive; it deserialises TorchScript code and
     tensors, not pickled Python objects.
     """
-    scripted = torch.jit.load(str(package_file("silero_vad", "data/silero_vad.jit")), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "use torch.export": not for a .jit file
+        scripted = torch.jit.load(str(package_file("silero_vad", "data/silero_vad.jit")), map_location="cpu")
     if set(scripted.state_dict()) != EXPECTED_KEYS:
         raise ValueError("silero_vad.jit holds tensors this rebuild does not know (a newer silero-vad?); "
                          "install silero-vad==6.2.3")
