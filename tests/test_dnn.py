@@ -219,3 +219,20 @@ def test_black_box_and_white_box_runs_raise_the_unit(tmp_path):
     assert {"gradient_norm", "ascent_value"} <= set(generations_w.columns)
     again, _, _ = _run(_protocol(neuron, optimizer=white, generations=12), tmp_path / "white2.h5")
     assert again["best_response"] == summary_w["best_response"]
+
+
+def test_run_log_keeps_the_clean_rate_beside_poisson_counts(tmp_path):
+    neuron = {"import": f"{HERE}:tiny_net", "layer": "0", "channel": 2, "noise": {"kind": "poisson", "rate_scale": 10}}
+    summary, _, trials = _run(_protocol(neuron, repeats=3), tmp_path / "noisy.h5")
+    assert summary["status"] == "complete" and len(trials) == 3 * 8 * 3
+    assert np.all(trials["response"] == np.round(trials["response"]))
+    assert trials["clean"].min() > 0 and not np.allclose(trials["response"], trials["clean"])
+    per_stimulus = trials.groupby("stimulus")["clean"].agg(["min", "max"])
+    np.testing.assert_array_equal(per_stimulus["min"], per_stimulus["max"])
+
+
+def test_zoo_names_are_checked_with_the_field_named():
+    with pytest.raises(ValueError, match="^model: "):
+        DNNUnit(DNNSettings(model="no_such_model"), 0)
+    with pytest.raises(ValueError, match="^unit: "):
+        DNNUnit(DNNSettings(model="digits", unit="class42"), 0)

@@ -64,6 +64,12 @@ def analyze(run, out_dir) -> dict:
         f"best response: {numbers['best_response']:.3g} {unit} per presentation "
         f"(first reached after {numbers['presentations_to_best']} presentations)",
     ]
+    neuron = run.config.get("neuron") or {}
+    if neuron.get("kind") == "dnn":
+        numbers["best_clean_response"] = float(np.nanmax(run.trials["clean"].to_numpy()))
+        name = neuron.get("unit") or f"layer {neuron.get('layer')!r} channel {neuron.get('channel')}"
+        lines.append(f"unit {neuron.get('model') or neuron.get('import')} {name}: best clean response "
+                     f"{numbers['best_clean_response']:.6g}")
     if "rf_correlation" in numbers:
         lines.append(f"correlation of the best stimulus with the true receptive field: {numbers['rf_correlation']:.3f}")
     lines += audio_lines + [f"log: {run.path}", f"figure: {numbers['figure']}"]

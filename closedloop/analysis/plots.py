@@ -18,6 +18,8 @@ def show_image(ax, image, title=None):
         image = np.moveaxis(image, 0, -1)
     if image.ndim == 3 and image.shape[-1] == 3:
         lo, hi = image.min(), image.max()
+        if lo >= 0 and hi <= 1:  # a network input in [0, 1]: show it as the unit saw it
+            lo, hi = 0.0, 1.0
         ax.imshow((image - lo) / ((hi - lo) or 1.0))
     elif image.ndim == 2:
         ax.imshow(image, cmap="gray", vmin=-limit, vmax=limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -64,10 +65,17 @@ def import_factory(path: str):
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"import: expected 'package.module:factory', got {path!r}")
+    # as `python -m` would: the user's own modules beside the protocol run are importable
+    added = os.getcwd() not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"import: cannot import module {module_name!r} ({exc})") from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -120,14 +128,20 @@ class DNNUnit(Neuron):
         if config.model is not None:
             from closedloop import zoo
 
-            model = zoo.load(config.model)
+            try:
+                model = zoo.load(config.model)
+            except ValueError as exc:
+                raise ValueError(f"model: {exc}") from None
             self.module = model.module.eval()
             self.stimulus_shape = tuple(model.input_shape)
             self.value_range = tuple(model.value_range)
             self.modality = model.modality
             self.sample_rate = model.sample_rate
             if config.unit is not None or layer is None:
-                spec = model.unit(config.unit or model.default_unit)
+                try:
+                    spec = model.unit(config.unit or model.default_unit)
+                except ValueError as exc:
+                    raise ValueError(f"unit: {exc}") from None
                 layer = spec.layer if layer is None else layer
                 channel = spec.channel if channel is None else channel
                 position = spec.position if position is None else position
@@ -151,7 +165,8 @@ class DNNUnit(Neuron):
 
     @contextmanager
     def _capture(self):
-        """The target layer's output of the forward pass run inside, as a clone."""
+        """The target layer's output of the forward pass run inside, as a clone (of its last
+        call, should the model call the layer more than once)."""
         captured = {}
 
         def hook(module, inputs, output):
@@ -179,6 +194,9 @@ class DNNUnit(Neuron):
         return values[(slice(None), *self.position)]
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if not self.layer:  # the model's own output: no hook needed
+            output = self.module(batch)
+            return self._select(output[0] if isinstance(output, (tuple, list)) else output)
         with self._capture() as captured:
             self.module(batch)
         return self._select(captured["output"])

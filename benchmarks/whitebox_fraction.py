@@ -1,0 +1,82 @@
+"""How close do black-box optimizers get to the white-box optimum of a network unit?
+
+For the digits unit (class-3 logit) and the face unit (O-Net face probability, and its logit),
+in the same image space as the protocols (protocols/digit-cell.yaml, protocols/face-cell.yaml):
+  1. the white-box optimum: gradient ascent on the unit's own gradient, no priors, several starts;
+  2. CMA-ES and the genetic algorithm, black-box, 3,000 presentations each;
+and prints the best response each reached after 1,000 and 3,000 presentations as a fraction of
+the white-box optimum (goal: >= 0.9 at 3,000). Everything runs through the ordinary evolve
+loop and its run log, in one run of this script:
+
+    PYTHONPATH=$PWD python benchmarks/whitebox_fraction.py [--seed 0] [--budget 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from closedloop import protocol as protocol_module
+from closedloop.recording import open_run
+
+SPACES = {
+    "digits": {"kind": "color_pixels", "size": 8, "channels": 1, "contrast": 0.3},
+    "face": {"kind": "color_fourier", "size": 48, "channels": 3, "max_frequency": 0.0625, "contrast": 0.25},
+}
+UNITS = [("digits", "class3"), ("face", "face_probability"), ("face", "face_logit")]
+WHITE_BOX = {"kind": "gradient_ascent", "popsize": 4, "steps": 10, "learning_rate": 0.1}
+# as in the protocols; the genetic algorithm with its defaults (XDream-like)
+BLACK_BOX = {"cmaes": {"kind": "cmaes", "popsize": 20, "sigma0": 10}, "genetic": {"kind": "genetic", "popsize": 20}}
+
+
+def run(model, unit, optimizer, seed, directory, **stop) -> tuple:
+    data = {"kind": "evolve", "seed": seed, "record_rendered": False,
+            "neuron": {"kind": "dnn", "model": model, "unit": unit},
+            "space": SPACES[model], "optimizer": optimizer, "generations": None, **stop}
+    protocol = protocol_module.parse(yaml.safe_dump(data, sort_keys=False), f"{model}-{unit}-{optimizer['kind']}")
+    path = Path(directory) / f"{model}-{unit}-{optimizer['kind']}.h5"
+    started = time.perf_counter()
+    protocol.experiment_cls(protocol).run(path, progress=False)
+    with open_run(path) as log:
+        return log.generations.copy(), time.perf_counter() - started
+
+
+def best_after(generations, presentations: int) -> float:
+    return float(generations.loc[generations["presentations"] <= presentations, "best"].max())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=int, default=3000)
+    parser.add_argument("--whitebox-generations", type=int, default=60)
+    args = parser.parse_args()
+    checkpoints = [c for c in (1000, args.budget) if c <= args.budget]
+    header = f"{'unit':<24}{'optimizer':<10}" + "".join(f"{'best@' + str(c):>12}{'fraction':>10}" for c in checkpoints)
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for model, unit in UNITS:
+            generations, seconds = run(model, unit, WHITE_BOX, args.seed, directory,
+                                       generations=args.whitebox_generations)
+            optimum = float(generations["best"].max())
+            rows.append(f"{model + ' ' + unit:<24}{'white-box':<10}{optimum:>12.6g}{1.0:>10.3f}"
+                        f"   ({int(generations['presentations'].iloc[-1])} presentations, "
+                        f"{args.whitebox_generations * WHITE_BOX['steps'] * WHITE_BOX['popsize']} gradients, {seconds:.0f} s)")
+            print(rows[-1], flush=True)
+            for name, optimizer in BLACK_BOX.items():
+                generations, seconds = run(model, unit, optimizer, args.seed, directory, budget=args.budget)
+                cells = "".join(f"{best_after(generations, c):>12.6g}{best_after(generations, c) / optimum:>10.3f}"
+                                for c in checkpoints)
+                rows.append(f"{model + ' ' + unit:<24}{name:<10}{cells}   ({seconds:.0f} s)")
+                print(rows[-1], flush=True)
+    print()
+    print(header)
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
