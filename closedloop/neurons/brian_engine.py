@@ -123,7 +123,7 @@ class Layout:
     def key(self) -> str:
         import brian2
 
-        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, "v2"])
+        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, "v3"])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -142,24 +142,24 @@ def _network(layout: Layout, b2):
     """The Brian2 objects, identical for both ways of running."""
     normal, uniform = _functions()
     model = layout.model
+    # The OU noise current is integrated in the cell's own update loop (no extra pass over the
+    # neurons): Euler, with the kick scaled so that the stationary SD is exactly noise_sigma; its
+    # correlation time is then tau_noise to within dt / (2 tau_noise).
     equations = model.equations + """
+dI_noise/dt = -I_noise / tau_noise + noise_sigma * noise_kick * noise_normal(i, t_in_timesteps, noise_seed) : amp
 I_stim : amp
-I_noise : amp
 theta : volt
 noise_sigma : amp (shared)
 noise_seed : integer (shared)
 """
     namespace = {**model.namespace(), "noise_normal": normal, "spike_uniform": uniform,
-                 "noise_decay": float(np.exp(-layout.dt_ms / layout.noise_tau_ms)),
-                 "noise_scale": float(np.sqrt(1 - np.exp(-2 * layout.dt_ms / layout.noise_tau_ms)))}
+                 "tau_noise": layout.noise_tau_ms * b2.ms,
+                 "noise_kick": float(np.sqrt(1 - (1 - layout.dt_ms / layout.noise_tau_ms) ** 2) / layout.dt_ms) / b2.ms}
     refractory = parse_quantity(model.refractory, "refractory")
     try:
         group = b2.NeuronGroup(layout.n, equations, threshold=model.threshold, reset=model.reset or None,
                                refractory=refractory if refractory != 0 else False, method=model.method,
                                namespace=namespace, dt=layout.dt_ms * b2.ms, name="cells")
-        # exact OU update in discrete time: one hashed variate per neuron per step
-        group.run_regularly("I_noise = I_noise * noise_decay + noise_sigma * noise_scale * "
-                            "noise_normal(i, t_in_timesteps, noise_seed)", when="start", name="ou_noise")
         for name, value in model.initial_values().items():
             setattr(group, name, value)
     except Exception as exc:  # Brian2 reports bad equations with several kinds of exception
@@ -227,8 +227,7 @@ class StandaloneSimulator:
             network.run(self.layout.window_ms * b2.ms, namespace=namespace)
             with _compiler_output_to(self.project.parent / f"{self.project.name}.log"):
                 standalone.build(run=False, directory=str(self.project), with_output=False)
-            names = {f"cells.{v}": standalone.get_array_filename(group.variables[v])
-                     for v in ("I_stim", "theta", "I_noise", "noise_sigma", "noise_seed")}
+            names = {}
             names["spikes.i"] = standalone.get_array_filename(monitor.variables["i"])
             names["spikes.t"] = standalone.get_array_filename(monitor.variables["t"])
         finally:
@@ -240,9 +239,10 @@ class StandaloneSimulator:
     def run(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
         work = self.workdir
         args = [str(self.project / "main"), "--results_dir", str(work) + os.sep]
-        for name in ("I_stim", "theta", "I_noise"):
+        arrays = {"I_stim": inputs.I_stim, "theta": inputs.theta, "I_noise": inputs.I_noise}
+        for name, values in arrays.items():
             path = work / f"{name}.dat"
-            np.ascontiguousarray(getattr(inputs, name), dtype=np.float64).tofile(path)
+            np.ascontiguousarray(values, dtype=np.float64).tofile(path)
             args.append(f"cells.{name}={path}")
         args += [f"cells.noise_sigma={inputs.noise_sigma!r}", f"cells.noise_seed={int(inputs.seed)}"]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.layout.threads), "OMP_WAIT_POLICY": "passive"}
