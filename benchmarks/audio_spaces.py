@@ -2,7 +2,8 @@
 
 For the CREPE "A4" pitch unit and the Silero speech unit, every space (waveform, harmonic,
 spectrogram) is searched black-box by CMA-ES and by the genetic algorithm, for a few seeds and a
-fixed budget of presentations, through the real evolve loop and run log. For each run the table
+fixed budget of presentations, through the real evolve loop and run log (`--optimizers
+gradient_ascent` adds the white-box reference where the space is differentiable). For each run the table
 gives the presentations at which the best response first reached the threshold ("-" = not within
 the budget), the best response, and what measures that do not ask the network say about the best
 sound: its YIN pitch (this repository's own estimator, not CREPE), the fraction of voiced frames,
@@ -36,7 +37,9 @@ SPACES = {
                  "envelope_points": 4},
     "spectrogram": {"kind": "spectrogram", "time_bins": 8, "frequency_bins": 24, "f_min": 60, "f_max": 4000},
 }
-OPTIMIZERS = {"cmaes": {"kind": "cmaes", "popsize": 12}, "genetic": {"kind": "genetic", "popsize": 12}}
+OPTIMIZERS = {"cmaes": {"kind": "cmaes", "popsize": 12}, "genetic": {"kind": "genetic", "popsize": 12},
+              # white-box reference: 4 starts, 5 gradient steps between two presentations of each
+              "gradient_ascent": {"kind": "gradient_ascent", "popsize": 4, "steps": 5, "learning_rate": 0.05}}
 
 
 def run_one(unit, space, optimizer, seed, budget, folder) -> dict:
@@ -64,7 +67,7 @@ def main():
     parser.add_argument("--budget", type=int, default=720, help="presentations per run")
     parser.add_argument("--units", nargs="+", default=list(UNITS), choices=list(UNITS))
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
-    parser.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS), choices=list(OPTIMIZERS))
+    parser.add_argument("--optimizers", nargs="+", default=["cmaes", "genetic"], choices=list(OPTIMIZERS))
     args = parser.parse_args()
     print(f"threshold {THRESHOLD}, budget {args.budget} presentations, seeds 0..{args.seeds - 1}, popsize 12")
     print("| unit | space | dim | optimizer | presentations to 0.9 (per seed) | reached | best response (mean) "
@@ -73,9 +76,12 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for unit in args.units:
             for space in args.spaces:
-                dim = from_dict({"kind": "evolve", "neuron": UNITS[unit], "optimizer": OPTIMIZERS["cmaes"],
-                                 "space": {**SPACES[space], "duration": DURATION[unit]}}, "dim").build("space").dim
+                built = from_dict({"kind": "evolve", "neuron": UNITS[unit], "optimizer": OPTIMIZERS["cmaes"],
+                                   "space": {**SPACES[space], "duration": DURATION[unit]}}, "dim").build("space")
+                dim = built.dim
                 for optimizer in args.optimizers:
+                    if optimizer == "gradient_ascent" and not hasattr(built, "render_torch"):
+                        continue  # Griffin-Lim is not differentiable here
                     rows = [run_one(unit, space, optimizer, seed, args.budget, folder) for seed in range(args.seeds)]
                     hits = [r["presentations"] for r in rows]
                     cells = [

@@ -91,14 +91,21 @@ class AudioSpace(StimulusSpace):
 
     def synthesize(self, z: np.ndarray) -> np.ndarray:
         """(n, dim) -> (n, n_samples) raw waveforms, before fade and loudness."""
+        raise NotImplementedError
+
+
+class DifferentiableAudioSpace(AudioSpace):
+    """A space whose rendering is written in torch, so white-box optimizers can ascend through it."""
+
+    def synthesize_torch(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def synthesize(self, z):
         with torch.no_grad():
             return self.synthesize_torch(torch.as_tensor(z, dtype=torch.float64)).numpy()
 
-    def synthesize_torch(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"space kind {self.kind!r} has no differentiable rendering")
-
     def render_torch(self, z: torch.Tensor) -> torch.Tensor:
-        """Differentiable rendering (spaces that define synthesize_torch): (n, dim) -> (n, n_samples)."""
+        """(n, dim) tensor -> (n, n_samples) tensor, differentiable; equal to render."""
         fade = torch.as_tensor(self.fade, dtype=z.dtype)
         return finish_torch(self.synthesize_torch(z), fade, self.config.loudness, self.config.peak)
 
@@ -109,7 +116,7 @@ class WaveformSettings(AudioSettings):
 
 
 @register("space", "waveform")
-class WaveformSpace(AudioSpace):
+class WaveformSpace(DifferentiableAudioSpace):
     """A cosine and a sine at every grid frequency in [f_min, f_max], scaled by 1/f^alpha.
 
     An isotropic latent renders as coloured noise ("pink" for alpha=1) with the spectral prior;
@@ -159,7 +166,7 @@ class HarmonicSettings(AudioSettings):
 
 
 @register("space", "harmonic")
-class HarmonicSpace(AudioSpace):
+class HarmonicSpace(DifferentiableAudioSpace):
     """A harmonic tone: latent = [f0 contour | harmonic log-amplitudes | amplitude envelope].
 
     f0 latents map through the normal CDF onto a log-frequency range [f_min, f0_max], so the
