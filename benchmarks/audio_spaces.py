@@ -69,7 +69,8 @@ def main():
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     parser.add_argument("--optimizers", nargs="+", default=["cmaes", "genetic"], choices=list(OPTIMIZERS))
     args = parser.parse_args()
-    print(f"threshold {THRESHOLD}, budget {args.budget} presentations, seeds 0..{args.seeds - 1}, popsize 12")
+    print(f"threshold {THRESHOLD}, budget {args.budget} presentations, seeds 0..{args.seeds - 1}, "
+          + "; ".join(f"{name}: {OPTIMIZERS[name]}" for name in args.optimizers))
     print("| unit | space | dim | optimizer | presentations to 0.9 (per seed) | reached | best response (mean) "
           "| YIN pitch of best sound (Hz) | voiced frames | spectral flatness | s per run |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
