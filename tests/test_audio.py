@@ -110,7 +110,7 @@ def test_wav_is_readable_at_16_khz_with_peak_below_minus_1_dbfs(tmp_path):
     assert abs(estimate_pitch(data, rate)["f0"] - 440) < 2
 
 
-def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
+def write_audio_log(tmp_path):
     """A real log of a harmonic space, scored by an independent measure (energy near 440 Hz)."""
     text = ("kind: evolve\nseed: 2\nneuron: {kind: spiking}\n"
             "space: {kind: harmonic, duration: 0.25, envelope_points: 2}\noptimizer: {kind: random}\n")
@@ -135,6 +135,11 @@ def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
                                "mean": scores.mean(), "max": scores.max(), "best_stimulus": best_index},
                               z[0])
     writer.close()
+    return path, space, best_index
+
+
+def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
+    path, space, best_index = write_audio_log(tmp_path)
     numbers = analyze(path, tmp_path / "out")
     rate, data = read_wav(numbers["best_wav"])
     assert rate == 16000 and data.shape == (4000,)
@@ -187,3 +192,15 @@ def test_black_box_run_raises_the_pitch_unit_and_analyze_writes_its_sound(tmp_pa
     rate, data = read_wav(tmp_path / "pitch" / "sounds" / "best.wav")
     assert rate == 16000 and data.shape == (4096,)
     assert abs(1200 * np.log2(estimate_pitch(data, rate)["f0"] / 441.5)) < 100  # within a semitone of bin 228
+
+
+def test_sounds_command_writes_chosen_generations(tmp_path, capsys):
+    from closedloop.cli import main
+
+    path, _, _ = write_audio_log(tmp_path)
+    assert main(["sounds", str(path), "--generations", "1", "3", "--out", str(tmp_path / "s")]) == 0
+    written = sorted(p.name for p in (tmp_path / "s" / "sounds").glob("*.wav"))
+    assert written == ["best.wav", "generation_001.wav", "generation_003.wav", "optimal.wav"]
+    assert "YIN pitch" in capsys.readouterr().out
+    assert main(["sounds", str(path), "--generations", "7"]) == 1
+    assert "not in the run's generations 0..3" in capsys.readouterr().err
