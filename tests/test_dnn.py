@@ -1,6 +1,8 @@
 """The dnn neuron, the colour image spaces and the white-box optimizer, on small real torch models
 defined here and reached through the `import:` path, as a user's own model would be."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -236,3 +238,17 @@ def test_zoo_names_are_checked_with_the_field_named():
         DNNUnit(DNNSettings(model="no_such_model"), 0)
     with pytest.raises(ValueError, match="^unit: "):
         DNNUnit(DNNSettings(model="digits", unit="class42"), 0)
+
+
+@pytest.mark.slow
+def test_face_protocol_evolves_a_face_black_box(tmp_path):
+    """protocols/face-cell.yaml, shortened: from random static to face probability >= 0.99."""
+    protocol = protocol_module.load(Path(__file__).parents[1] / "protocols" / "face-cell.yaml", {"generations": 20})
+    summary, generations, trials = _run(protocol, tmp_path / "face.h5")
+    assert trials.loc[trials.generation == 0, "clean"].max() < 0.5
+    assert summary["best_response"] >= 0.99
+    from closedloop.analysis import analyze
+
+    numbers = analyze(tmp_path / "face.h5")
+    assert numbers["best_clean_response"] >= 0.99
+    assert (tmp_path / "face" / "evolve.png").stat().st_size > 10_000
