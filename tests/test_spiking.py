@@ -179,12 +179,13 @@ def test_protocol_errors_name_the_field():
 @pytest.mark.slow
 def test_standalone_binary_gives_the_same_spikes_as_runtime_mode():
     cell = LIFSettings()
-    layout = Layout(cell_model(cell), 64, 0.1, 100.0, cell.noise_tau)
+    layout = Layout(cell_model(cell), 50, 0.1, 100.0, cell.noise_tau)  # built for 64 cells: padding is exercised
     rng = np.random.default_rng(3)
-    inputs = Inputs(np.linspace(0.05, 0.4, 64) * 1e-9, rng.normal(0, 1e-3, 64), rng.normal(0, 3e-11, 64), 3.5e-11, 9)
+    inputs = Inputs(np.linspace(0.05, 0.4, 50) * 1e-9, rng.normal(0, 1e-3, 50), rng.normal(0, 3e-11, 50), 3.5e-11, 9)
     compiled, runtime = simulate(layout, inputs, "standalone"), simulate(layout, inputs, "numpy")
+    assert len(compiled[0]) == 50
     assert np.abs(compiled[0] - runtime[0]).sum() <= 2  # -ffast-math may flip a rare threshold crossing
-    assert compiled[0].sum() > 100
+    assert compiled[0].sum() > 80
 
 
 def test_dnn_unit_front_end_drives_the_cell():

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -291,6 +291,17 @@ def compiler_works() -> bool:
 _SIMULATORS: dict[tuple[str, Layout], object] = {}
 
 
+def standalone_size(n: int) -> int:
+    """Cells in the binary built for a batch of n: at least 64, then powers of two up to 1024, then
+    multiples of 1024, so that a few builds serve every batch size (the extra cells get no input
+    and their spikes are dropped; a cell's noise depends only on its index, not on the padding)."""
+    if n <= 64:
+        return 64
+    if n <= 1024:
+        return 1 << (n - 1).bit_length()
+    return -(-n // 1024) * 1024
+
+
 def simulator(layout: Layout, target: str):
     """One simulator per (target, layout), kept for the life of the process."""
     if target == "auto":
@@ -303,7 +314,19 @@ def simulator(layout: Layout, target: str):
 
 def simulate(layout: Layout, inputs: Inputs, target: str = "auto") -> tuple[np.ndarray, list[np.ndarray]]:
     """Spike counts (N,) and spike times (s after onset) of each neuron."""
+    n = layout.n
+    if target == "auto":
+        target = "standalone" if compiler_works() else "numpy"
+    if target == "standalone" and standalone_size(n) != n:
+        size = standalone_size(n)
+        pad = size - n
+        inputs = replace(inputs, I_stim=np.concatenate([inputs.I_stim, np.zeros(pad)]),
+                         theta=np.concatenate([inputs.theta, np.zeros(pad)]),
+                         I_noise=np.concatenate([inputs.I_noise, np.zeros(pad)]))
+        layout = replace(layout, n=size)
     index, times = simulator(layout, target).run(inputs)
-    counts = np.bincount(index, minlength=layout.n)
+    keep = index < n
+    index, times = index[keep], times[keep]
+    counts = np.bincount(index, minlength=n)
     order = np.lexsort((times, index))
     return counts, np.split(times[order], np.cumsum(counts)[:-1])

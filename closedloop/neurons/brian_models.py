@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Literal, Union
 
 from pydantic import Field
 
@@ -80,7 +80,7 @@ class CustomSettings(CellBase):
     initial: dict[str, str] = Field(default_factory=dict, description="initial values, e.g. v: -65*mV (default 0)")
 
 
-CellSettings = Annotated[Union[LIFSettings, AdExSettings, CustomSettings], Field(discriminator="model")]
+CellSettings = Union[LIFSettings, AdExSettings, CustomSettings]  # chosen by `model` (see spiking.py)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@
 Approximation. One `present` call simulates all its presentations at once, in one batched Brian2
 run, so the spike count of presentation k-1 is not known when presentation k starts. The carry
 uses instead the count *expected* at k-1's input current, read from the cell's own rate curve
-(mean count vs current, measured once by the same simulator, noise included). Between calls the
-carry uses the real count of the last presentation. The adaptation current is held constant
-within a presentation (its value at onset).
+(mean count vs current, noise included, measured by extra cells riding along in the first
+batch's simulation, so that batch carries no adaptation between its own presentations). Between
+calls the carry uses the real count of the last presentation. The adaptation current is held
+constant within a presentation (its value at onset).
 """
 
 from __future__ import annotations

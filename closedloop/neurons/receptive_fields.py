@@ -12,12 +12,12 @@ at the reference RMS contrast. Each keeps its ground truth (receptive field, opt
     dnn      a unit of a deep network (closedloop/neurons/dnn.py) read out through the spiking cell.
 
 Add a front end: a Settings class with a `kind` literal, a class with `drive(stimuli)`, and one
-entry in `FRONT_ENDS`; `FrontEndSettings` is the discriminated union the protocol validates.
+entry in `FRONT_ENDS` and in `FrontEndSettings`, the union the protocol validates by `kind`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 from pydantic import Field
@@ -66,9 +66,12 @@ class DnnFrontEndSettings(Settings):
     scale: float = Field(gt=0, description="the unit activation that gives drive 1 (input current bias + gain)")
 
 
-FrontEndSettings = Annotated[
-    Union[GaborSettings, ComplexSettings, DoGSettings, STRFSettings, DnnFrontEndSettings],
-    Field(discriminator="kind")]
+FrontEndSettings = Union[GaborSettings, ComplexSettings, DoGSettings, STRFSettings, DnnFrontEndSettings]
+
+
+def front_end_settings() -> dict[str, type]:
+    """kind -> settings class (the spiking neuron validates `front_end` by its `kind`)."""
+    return {cls.model_fields["kind"].default: cls for cls in FrontEndSettings.__args__}
 
 
 def gabor(size: int, orientation: float = 30.0, spatial_frequency: float = 0.15, sigma: float = 3.0,

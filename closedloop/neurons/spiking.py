@@ -11,19 +11,25 @@ quality) unless `reset_state` is set. One call to `present` is ONE batched Brian
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from closedloop.component import Settings
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
 from closedloop.neurons.brian_engine import Inputs, Layout, cache_dir, simulate
-from closedloop.neurons.brian_models import CellSettings, CustomSettings, LIFSettings, cell_model
+from closedloop.neurons.brian_models import (AdExSettings, CellSettings, CustomSettings, LIFSettings,
+                                             cell_model)
 from closedloop.neurons.brian_session import AdaptationSettings, DriftSettings, RecordingSettings, Session
-from closedloop.neurons.receptive_fields import FrontEndSettings, GaborSettings, build_front_end
+from closedloop.neurons.receptive_fields import (FrontEndSettings, GaborSettings, build_front_end,
+                                                front_end_settings)
 from closedloop.registry import register
 
 __all__ = ["SpikingCell", "SpikingSettings", "cache_dir"]
 
-CURVE_POINTS = 32  # resolution of the measured rate curve used by the adaptation carry
+TAGGED = {"front_end": ("kind", "gabor", front_end_settings()),
+          "cell": ("model", "lif", {"lif": LIFSettings, "adex": AdExSettings, "custom": CustomSettings})}
+CURVE_POINTS = 32  # resolution of the rate curve kept in the state
+CALIBRATION_CELLS = 64  # cells added to the first batch to measure it
+AUTO_NUMPY_CALLS = 2  # resolution of the measured rate curve used by the adaptation carry
 
 
 class SpikingSettings(Settings):
@@ -42,19 +48,21 @@ class SpikingSettings(Settings):
     dt: float = Field(0.1, gt=0, description="simulation time step, ms")
     target: str = Field("auto", pattern="^(auto|standalone|numpy)$",
                         description="Brian2 mode: standalone (compiled once, cached), numpy, or auto "
-                                    "(standalone when a C++ compiler is found)")
+                                    "(numpy for the first 2 calls, then standalone if a C++ compiler is found)")
     threads: int = Field(1, ge=1, le=64, description="OpenMP threads of the standalone binary")
 
-    @model_validator(mode="before")
+    @field_validator("front_end", "cell", mode="wrap")
     @classmethod
-    def _default_kinds(cls, data):
-        """`front_end` without `kind` is a Gabor and `cell` without `model` a LIF."""
-        if isinstance(data, dict):
-            data = dict(data)
-            for key, tag, default in (("front_end", "kind", "gabor"), ("cell", "model", "lif")):
-                if isinstance(data.get(key), dict) and tag not in data[key]:
-                    data[key] = {tag: default, **data[key]}
-        return data
+    def _pick_by_tag(cls, value, handler, info):
+        """A union chosen by its tag (`front_end.kind`, default gabor; `cell.model`, default lif),
+        validated here so that errors name the field path without the tag."""
+        if not isinstance(value, dict):
+            return handler(value)
+        tag, default, table = TAGGED[info.field_name]
+        name = value.get(tag, default)
+        if name not in table:
+            raise ValueError(f"{tag}: unknown {tag} {name!r} (one of: {', '.join(table)})")
+        return table[name].model_validate(value)
 
 
 @register("neuron", "spiking")
@@ -90,6 +98,14 @@ class SpikingCell(Neuron):
         cfg = self.config
         return Layout(self.model, n, cfg.dt, cfg.window, cfg.cell.noise_tau, cfg.threads)
 
+    def target(self) -> str:
+        """`auto`: Brian2 runtime (numpy) for the first AUTO_NUMPY_CALLS calls, so that a short use
+        never waits for a build, then the cached standalone binary; fixed by the call count, so
+        a resumed run makes the same choice."""
+        if self.config.target != "auto":
+            return self.config.target
+        return "numpy" if self.calls <= AUTO_NUMPY_CALLS else "auto"
+
     def _simulate(self, currents_nA, theta_mV, seed: int):
         cfg = self.config
         rng = np.random.default_rng(seed)
@@ -98,7 +114,7 @@ class SpikingCell(Neuron):
                         theta=np.asarray(theta_mV, dtype=np.float64) * 1e-3,
                         I_noise=rng.standard_normal(len(currents_nA)) * sigma,  # stationary start
                         noise_sigma=sigma, seed=int(rng.integers(2**31 - 1)))
-        return simulate(self.layout(len(currents_nA)), inputs, cfg.target)
+        return simulate(self.layout(len(currents_nA)), inputs, self.target())
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         stimuli = np.asarray(stimuli, dtype=np.float64)
@@ -118,10 +134,18 @@ class SpikingCell(Neuron):
         drift = self.session.sample_drift(times, rng)
         gain = np.exp(drift["gain"])
         currents = cfg.cell.bias + drift["baseline"] + cfg.cell.gain * gain * drive.ravel()[order]
-        if self.session.adapting and self.rate_curve is None:
-            self.rate_curve = self.measure_rate_curve(len(currents))
-        adaptation = self.session.carried_adaptation(times, currents, self.expected_count)
-        counts, spikes = self._simulate(currents - adaptation, drift["threshold"], int(rng.integers(2**63 - 1)))
+        calibrate = self.session.adapting and self.rate_curve is None
+        # the first batch measures the rate curve alongside (extra cells, same run) and carries
+        # no adaptation between its own presentations
+        adaptation = self.session.carried_adaptation(times, currents, (lambda _: 0.0) if calibrate else self.expected_count)
+        inputs, thresholds = currents - adaptation, drift["threshold"]
+        if calibrate:
+            inputs = np.concatenate([inputs, self.calibration_currents()])
+            thresholds = np.concatenate([thresholds, np.zeros(CALIBRATION_CELLS)])
+        counts, spikes = self._simulate(inputs, thresholds, int(rng.integers(2**63 - 1)))
+        if calibrate:
+            self.rate_curve = self.rate_curve_from(counts[len(currents):])
+            counts, spikes = counts[: len(currents)], spikes[: len(currents)]
 
         detection = self.session.detection(times)
         if self.session.decaying:
@@ -143,23 +167,19 @@ class SpikingCell(Neuron):
         """Mean spike count at a constant input current, from the measured rate curve."""
         return float(np.interp(current_nA, self.rate_curve[0], self.rate_curve[1]))
 
-    def measure_rate_curve(self, batch: int, points: int = CURVE_POINTS) -> np.ndarray:
-        """Mean count vs current over the cell's working range, by the same simulator and batch size
-        (no new build; noise included); smoothed and made monotone, since each current is one
-        noisy presentation."""
+    def calibration_currents(self) -> np.ndarray:
+        """Constant input currents (nA) spanning the cell's working range."""
         cell = self.config.cell
         low, high = cell.bias - cell.gain - 3 * cell.noise_sigma, cell.bias + 3 * cell.gain + 3 * cell.noise_sigma
-        runs = -(-max(points, batch) // batch)
-        currents = np.linspace(low, high, runs * batch)
-        rng = self.rng(2**31)
-        counts = np.concatenate([
-            self._simulate(currents[k::runs], np.zeros(batch), int(rng.integers(2**63 - 1)))[0] for k in range(runs)])
-        counts = counts.reshape(runs, batch).T.ravel().astype(float)  # back to increasing current
-        width = max(3, len(counts) // 16)
-        smooth = np.convolve(np.pad(counts, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
-        monotone = np.maximum.accumulate(smooth[: len(currents)])
-        grid = np.linspace(low, high, points)  # a fixed size, so the state has a fixed size
-        return np.stack([grid, np.interp(grid, currents, monotone)])
+        return np.linspace(low, high, CALIBRATION_CELLS)
+
+    def rate_curve_from(self, counts: np.ndarray) -> np.ndarray:
+        """Mean count vs current from one noisy presentation per calibration current: smoothed,
+        made monotone, resampled to CURVE_POINTS (a fixed size, so the state has a fixed size)."""
+        currents, width = self.calibration_currents(), 5
+        smooth = np.convolve(np.pad(counts.astype(float), width // 2, mode="edge"), np.ones(width) / width, "valid")
+        grid = np.linspace(currents[0], currents[-1], CURVE_POINTS)
+        return np.stack([grid, np.interp(grid, currents, np.maximum.accumulate(smooth))])
 
     def _check_custom_model(self) -> None:
         """Build the user's equations once (tiny runtime group) so mistakes surface at load time."""
