@@ -204,8 +204,8 @@ def test_repeatability_separates_drift_from_tuning(tmp_path):
 
 def test_repeatability_compare_needs_a_reset_switch():
     with pytest.raises(ProtocolError, match="no reset_state switch"):
-        protocol = protocol_module.from_dict({"kind": "repeatability", "neuron": CELL, "compare_reset_state": True},
-                                             "r.yaml")
+        protocol = protocol_module.from_dict({"kind": "repeatability", "neuron": {"kind": "dnn", "model": "digits"},
+                                              "compare_reset_state": True}, "r.yaml")
         protocol.experiment_cls(protocol)
 
 

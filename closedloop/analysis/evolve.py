@@ -51,6 +51,11 @@ def analyze(run, out_dir) -> dict:
         numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
     numbers["figure"] = str(out_dir / "evolve.png")
+    audio_lines = []
+    if run.modality == "audio":  # WAVs, spectrograms and measures that do not ask the network
+        from closedloop.analysis.audio import analyze_sounds
+
+        audio_lines = analyze_sounds(run, out_dir, best_index, per_generation, numbers)
     _figure(run, generations, rf, images, per_generation, numbers["figure"])
     lines = [
         f"run: {run.kind} ({numbers['status']}), {numbers['generations']} generations, "
@@ -66,7 +71,7 @@ def analyze(run, out_dir) -> dict:
                      f"{numbers['best_clean_response']:.6g}")
     if "rf_correlation" in numbers:
         lines.append(f"correlation of the best stimulus with the true receptive field: {numbers['rf_correlation']:.3f}")
-    lines += [f"log: {run.path}", f"figure: {numbers['figure']}"]
+    lines += audio_lines + [f"log: {run.path}", f"figure: {numbers['figure']}"]
     numbers["lines"] = lines
     return numbers
 

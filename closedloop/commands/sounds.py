@@ -1,0 +1,45 @@
+"""closedloop sounds RUN.h5: the best sound of an audio run and of chosen generations, as WAVs."""
+
+from __future__ import annotations
+
+ORDER = 3
+
+
+def execute(args) -> int:
+    from pathlib import Path
+
+    from closedloop.analysis.audio import analyze_sounds
+    from closedloop.analysis.evolve import best_per_generation
+    from closedloop.errors import ClosedLoopError
+    from closedloop.recording import open_run
+
+    with open_run(args.log) as run:
+        if run.modality != "audio":
+            raise ClosedLoopError(f"{args.log}: not an audio run (its stimuli are {run.modality}s)")
+        generations = run.generations
+        if generations.empty:
+            raise ClosedLoopError(f"{args.log}: no generation logged yet")
+        per_generation = best_per_generation(run)
+        chosen = args.generations
+        if chosen is None and args.every:
+            chosen = list(range(0, len(per_generation), args.every))
+        bad = [g for g in chosen or [] if not 0 <= g < len(per_generation)]
+        if bad:
+            raise ClosedLoopError(f"--generations: {bad} not in the run's generations 0..{len(per_generation) - 1}")
+        out = Path(args.out) if args.out else Path(args.log).with_suffix("")
+        numbers = {}
+        lines = analyze_sounds(run, out, int(generations["best_stimulus"].iloc[-1]), per_generation, numbers,
+                               generations=chosen)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def add_parser(sub):
+    parser = sub.add_parser("sounds", help="WAV files of an audio run's best sounds (all or chosen generations)")
+    parser.add_argument("log", help="a run log of an audio protocol")
+    parser.add_argument("--generations", type=int, nargs="+", metavar="G",
+                        help="write the best sound of these generations (default: five, first to last)")
+    parser.add_argument("--every", type=int, metavar="N", help="or of every N-th generation")
+    parser.add_argument("--out", help="folder for sounds/ (default: beside the log, as analyze)")
+    parser.set_defaults(func=execute)
