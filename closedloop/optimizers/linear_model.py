@@ -20,8 +20,11 @@ Needs a space that can `encode` stimuli (pixels, fourier). It never looks at the
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from pydantic import Field
+from threadpoolctl import threadpool_limits
 
 from closedloop.component import Settings
 from closedloop.optimizers.base import Optimizer
@@ -31,11 +34,22 @@ from closedloop.registry import register
 class LinearModelSettings(Settings):
     popsize: int = Field(20, ge=2, description="stimuli per generation")
     exploit: int = Field(1, ge=0, description="presentations of the current estimate per generation")
-    angle_scale: float = Field(1.0, gt=0, description="exploration angle / posterior angular uncertainty")
+    angle_scale: float = Field(5.0, gt=0, description="exploration angle / posterior angular uncertainty")
     angle_min: float = Field(10.0, gt=0, lt=90, description="smallest exploration angle, degrees")
     angle_max: float = Field(75.0, gt=0, le=90, description="largest exploration angle, degrees")
     memory: float | None = Field(None, gt=0, description="half-life of old trials, presentations; None keeps all")
     prior_samples: int = Field(4000, ge=100, description="draws of the space's prior used to shape the filter prior")
+
+
+def single_threaded(method):
+    """Small dense algebra: BLAS threads only cost, and oversubscribe cores shared with other runs."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(1, user_api="blas"):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class Posterior:
@@ -100,6 +114,7 @@ class LinearModel(Optimizer):
     Config = LinearModelSettings
     status_columns = ("angle", "uncertainty", "noise_sd")
 
+    @single_threaded
     def __init__(self, config, seed, space, neuron=None):
         super().__init__(config, seed, space, neuron)
         if config.angle_min > config.angle_max:
@@ -141,6 +156,7 @@ class LinearModel(Optimizer):
     def _latent(self, flat_stimuli: np.ndarray) -> np.ndarray:
         return self.space.encode(flat_stimuli.reshape(len(flat_stimuli), *self.space.stimulus_shape))
 
+    @single_threaded
     def ask(self):
         cfg = self.config
         if not self.fitted:
@@ -166,6 +182,7 @@ class LinearModel(Optimizer):
         stimuli = np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore])
         return self._latent(stimuli * self.contrast_norm)
 
+    @single_threaded
     def tell(self, z, scores):
         z = np.asarray(z, dtype=np.float64)
         scores = np.asarray(scores, dtype=np.float64)
@@ -178,6 +195,7 @@ class LinearModel(Optimizer):
         self.best_z = z[top].copy()
         self.generation += 1
 
+    @single_threaded
     def recommend(self):
         if not self.fitted or not np.any(self.posterior.mean):
             return self.best_z
