@@ -78,3 +78,10 @@ generations: null
     run = open_run(tmp_path / "run.h5")
     assert {"angle", "uncertainty", "noise_sd"} <= set(run.generations.columns)
     assert run.generations["uncertainty"].iloc[-1] < run.generations["uncertainty"].iloc[1]
+
+
+def test_default_section_for_spaces_that_encode():
+    from closedloop.optimizers.linear_model import default_section
+
+    assert default_section(FourierSpace(FourierSpace.Config(**SMOOTH), seed=0)) == {"kind": "linear_model"}
+    assert default_section(PixelSpace(PixelSpace.Config(size=8), seed=0)) == {"kind": "linear_model"}

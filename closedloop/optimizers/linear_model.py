@@ -52,6 +52,21 @@ def single_threaded(method):
     return wrapper
 
 
+def supports(space) -> bool:
+    """Whether the space can encode stimuli, which this optimizer needs to propose them."""
+    try:
+        space.encode(space.render(space.sample(np.random.default_rng(0), 1)))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def default_section(space) -> dict:
+    """The optimizer section `evolve` uses when a protocol gives none: this model-based search
+    where the space can encode stimuli, else CMA-ES."""
+    return {"kind": "linear_model"} if supports(space) else {"kind": "cmaes"}
+
+
 class Posterior:
     """Bayesian linear regression y = b + <g, f> + noise, g ~ N(0, I/alpha), from running sums."""
 
@@ -121,11 +136,9 @@ class LinearModel(Optimizer):
             raise ValueError(f"angle_min ({config.angle_min}) exceeds angle_max ({config.angle_max})")
         if config.exploit >= config.popsize:
             raise ValueError(f"exploit ({config.exploit}) must be fewer than popsize ({config.popsize})")
-        try:
-            space.encode(space.render(space.sample(self.rng(1), 1)))
-        except NotImplementedError:
+        if not supports(space):
             raise ValueError(f"optimizer linear_model needs a space that can encode stimuli; "
-                             f"space kind {space.kind!r} cannot") from None
+                             f"space kind {space.kind!r} cannot")
         self.popsize = config.popsize
         self.random = self.rng(0)
         self.generation = 0
