@@ -150,6 +150,7 @@ def main(argv=None):
     parser.add_argument("--only", choices=["all", "best", "peers"], default="all")
     parser.add_argument("--levels", nargs="*", default=list(LEVELS), choices=list(LEVELS))
     parser.add_argument("--no-cells", action="store_true", help="skip the other cells (Brian2, complex, DoG)")
+    parser.add_argument("--names", default="", help="comma-separated substrings: only these optimizers")
     parser.add_argument("--cells-only", action="store_true", help="only the other cells")
     args = parser.parse_args(argv)
     seeds = args.seeds or (3 if args.quick else 10)
@@ -159,6 +160,8 @@ def main(argv=None):
         other_cells(seeds, budget, args.workers)
         return
     names = [n for n in OPTIMIZERS if args.only == "all" or (args.only == "best") == n.startswith("best")]
+    if args.names:
+        names = [n for n in names if any(part in n for part in args.names.split(","))]
     start = time.time()
     jobs, keys = [], []
     for name in names:

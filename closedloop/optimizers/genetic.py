@@ -5,10 +5,11 @@ fitness); the best `elites` survive unchanged; children take each gene from the 
 with probability `heritability`, else from the second, and each gene mutates with probability
 `mutation_rate` by a Gaussian of standard deviation `mutation_size`.
 
-With `relative_mutation` (the default) the mutation is scaled by the population's RMS latent
-coordinate: on a fixed-contrast space the latent norm grows freely while the stimulus does not,
-and an absolute mutation would shrink relative to the stimulus until progress stalls (what the
-benchmark saw of XDream's GA). `relative_mutation: false` is XDream's absolute mutation.
+On a fixed-contrast space the latent norm grows freely while the stimulus does not, so XDream's
+absolute mutation (the default) shrinks relative to the stimulus as the run goes on: under
+noise that stalls progress, without noise it acts as annealing. `relative_mutation: true`
+scales the mutation by the population's RMS latent coordinate instead; on the sample-efficiency
+benchmark that is no better under noise and never fine-tunes without it (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class GeneticSettings(Settings):
     heritability: float = Field(0.5, ge=0, le=1)
     mutation_rate: float = Field(0.5, ge=0, le=1)
     mutation_size: float = Field(0.5, gt=0)
-    relative_mutation: bool = Field(True, description="scale mutations by the population's RMS coordinate")
+    relative_mutation: bool = Field(False, description="scale mutations by the population's RMS coordinate")
 
 
 @register("optimizer", "genetic")

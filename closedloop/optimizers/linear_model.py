@@ -12,8 +12,12 @@ Each generation presents the current estimate v (exploitation; also the recommen
 stimuli on the sphere of fixed contrast at an angle theta from it, in random directions
 shaped by the posterior covariance (where the filter is least known). theta follows the
 posterior's own angular uncertainty times `angle_scale`, clipped to [angle_min, angle_max]: it
-anneals by itself as the estimate sharpens. `memory` (a half-life in presentations) makes the
-model local, for cells that are not monotonic in one projection (complex cells).
+anneals by itself as the estimate sharpens. Wide angles are the informative ones (the response
+to a stimulus far from the estimate is small, so its Poisson noise is too, while its sensitivity
+to the filter's unknown directions is largest); the estimate itself is what earns the response.
+`memory` (a half-life in presentations) lets old trials fade so that the linear model stays
+local: cells that are not linear in one projection (complex cells, expansive nonlinearities)
+need that, and a linear cell loses little.
 
 Needs a space that can `encode` stimuli (pixels, fourier). It never looks at the neuron.
 """
@@ -37,7 +41,7 @@ class LinearModelSettings(Settings):
     angle_scale: float = Field(5.0, gt=0, description="exploration angle / posterior angular uncertainty")
     angle_min: float = Field(10.0, gt=0, lt=90, description="smallest exploration angle, degrees")
     angle_max: float = Field(75.0, gt=0, le=90, description="largest exploration angle, degrees")
-    memory: float | None = Field(None, gt=0, description="half-life of old trials, presentations; None keeps all")
+    memory: float | None = Field(1000.0, gt=0, description="half-life of old trials, presentations; null keeps all")
     prior_samples: int = Field(4000, ge=100, description="draws of the space's prior used to shape the filter prior")
 
 
