@@ -151,7 +151,7 @@ class LinearModel(Optimizer):
         self.fitted = False
         self.angle = float(np.deg2rad(config.angle_max))
         self.uncertainty = np.inf
-        self.best_z = space.sample(self.rng(3), 1)[0]
+        self.best_z, self.best_score = space.sample(self.rng(3), 1)[0], -np.inf  # until the model is fitted
 
     def _prior_basis(self, samples: np.ndarray) -> None:
         """Columns spanning the rendered stimuli, scaled by the prior's standard deviations."""
@@ -209,7 +209,8 @@ class LinearModel(Optimizer):
         self.posterior.add(self.features(z), scores, decay)
         self.fitted = self.posterior.fit() or self.fitted
         top = int(np.argmax(scores))
-        self.best_z = z[top].copy()
+        if scores[top] > self.best_score:
+            self.best_z, self.best_score = z[top].copy(), float(scores[top])
         self.generation += 1
 
     @single_threaded
