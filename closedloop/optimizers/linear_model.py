@@ -150,7 +150,7 @@ class LinearModel(Optimizer):
         self.posterior = Posterior(self.basis.shape[1])
         self.fitted = False
         self.angle = float(np.deg2rad(config.angle_max))
-        self.uncertainty = np.inf
+        self.uncertainty = np.nan  # until the first fit
         self.best_z, self.best_score = space.sample(self.rng(3), 1)[0], -np.inf  # until the model is fitted
 
     def _prior_basis(self, samples: np.ndarray) -> None:
