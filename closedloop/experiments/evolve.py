@@ -20,7 +20,7 @@ from closedloop.errors import ClosedLoopError
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
 from closedloop.recording.writer import PHASES, RunWriter
-from closedloop.registry import register
+from closedloop.registry import lookup, register
 
 
 class SeedStimuli(Settings):
@@ -58,9 +58,12 @@ class EvolveSettings(ExperimentSettings):
 @register("experiment", "evolve")
 class Evolve(Experiment):
     Config = EvolveSettings
+    optional_roles = ("optimizer",)
 
     def __init__(self, protocol):
         super().__init__(protocol)
+        if self.optimizer is None:
+            self.optimizer = self._default_optimizer(protocol)
         seeds = self.settings.seed_stimuli
         self.injected = seed_latents(seeds, self.space, protocol.source) if seeds else None
         if self.injected is not None and len(self.injected) > self.optimizer.popsize:
@@ -68,6 +71,16 @@ class Evolve(Experiment):
         reference = self.settings.reference
         self.references = self.space.sample(np.random.default_rng([self.settings.seed, 99]), reference.count) \
             if reference else None
+
+    def _default_optimizer(self, protocol):
+        """Without an `optimizer:` section: the model-based search that re-uses every trial
+        (docs/benchmarks.md, "Optimizer sample efficiency"), or CMA-ES where the space cannot
+        encode stimuli, which that search needs."""
+        from closedloop.optimizers.linear_model import default_section
+
+        section = default_section(self.space)
+        cls = lookup("optimizer", section.pop("kind"))
+        return cls(cls.Config(**section), protocol.role_seed("optimizer"), self.space, self.neuron)
 
     def score(self, responses: np.ndarray) -> np.ndarray:
         return np.median(responses, axis=1) if self.settings.aggregate == "median" else responses.mean(axis=1)
