@@ -31,7 +31,8 @@ class SeedStimuli(Settings):
 
 class Reference(Settings):
     count: int = Field(2, ge=1, description="fixed stimuli re-shown every generation")
-    repeats: int = Field(1, ge=1)
+    repeats: int | None = Field(None, ge=1, description="default: the search's repeats, so that search "
+                                "and reference stimuli are one presentation batch")
 
 
 class Retest(Settings):
@@ -166,7 +167,7 @@ class Evolve(Experiment):
         if self.references is None:
             return self.neuron.present(stimuli, repeats), None
         ref = self.settings.reference
-        if ref.repeats != repeats:
+        if ref.repeats not in (None, repeats):
             return self.neuron.present(stimuli, repeats), self.neuron.present(self.space.render(self.references), ref.repeats)
         both = self.neuron.present(np.concatenate([stimuli, self.space.render(self.references)]), repeats)
         n = len(stimuli)
