@@ -50,7 +50,7 @@ def run_one(task: dict) -> dict:
     from closedloop import protocol as protocol_module
     from closedloop.sweeps.measure import measure
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         protocol = protocol_module.parse(task["text"], task["source"])
         experiment = protocol.experiment_cls(protocol)
@@ -62,6 +62,7 @@ def run_one(task: dict) -> dict:
         row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     row["index"] = task["index"]
     row["worker_time"] = time.perf_counter() - started
+    row["cpu_time"] = time.process_time() - cpu_started
     return row
 
 

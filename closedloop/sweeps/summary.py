@@ -34,7 +34,9 @@ def table(runs: list[RunSpec], rows: dict[int, dict]) -> pd.DataFrame:
             **{key: value_label(value) if isinstance(value, (dict, list)) else value
                for key, value in spec.params.items()},
             "seed": spec.seed, "optimizer": optimizer_label(spec),
-            **{name: row.get(name, np.nan) for name in METRICS}, "error": row.get("error", ""),
+            **{name: row.get(name, np.nan) for name in METRICS},
+            "cpu_time": row.get("cpu_time", np.nan),  # of the worker's process; unknown for skipped runs
+            "error": row.get("error", ""),
         })
     return pd.DataFrame.from_records(records)
 
@@ -57,7 +59,7 @@ def _figure(frame: pd.DataFrame, parameters: list[str], path: Path) -> str | Non
     axes_params = [p for p in parameters if p.split(".")[0] != "optimizer"] or ["optimizer"]
     if not metrics:
         return None
-    fig, axes = plt.subplots(len(metrics), len(axes_params), squeeze=False,
+    fig, axes = plt.subplots(len(metrics), len(axes_params), squeeze=False, layout="constrained",
                              figsize=(3.4 * len(axes_params), 2.8 * len(metrics)))
     groups = sorted(frame["optimizer"].astype(str).unique())
     for col, param in enumerate(axes_params):
