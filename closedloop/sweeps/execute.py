@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 
+# Brian2 keeps global state (preferences, the seed of numpy's global generator): a Dask worker
+# with several threads must still run one run at a time
+ONE_RUN_PER_PROCESS = threading.Lock()
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
 
@@ -36,7 +40,6 @@ def prepare_worker() -> None:
     fails on the thread a Dask worker runs tasks on."""
     limit_threads()
     import importlib.util
-    import threading
 
     if threading.current_thread() is threading.main_thread() and importlib.util.find_spec("brian2"):
         import brian2  # noqa: F401
@@ -50,19 +53,20 @@ def run_one(task: dict) -> dict:
     from closedloop import protocol as protocol_module
     from closedloop.sweeps.measure import measure
 
-    started, cpu_started = time.perf_counter(), time.process_time()
-    try:
-        protocol = protocol_module.parse(task["text"], task["source"])
-        experiment = protocol.experiment_cls(protocol)
-        limit_threads()  # building the neuron may have imported torch or Brian2
-        experiment.run(task["log"], progress=False)
-        row = measure(task["log"])
-        row["error"] = ""
-    except Exception as exc:  # noqa: BLE001 -- one failed run must not end the sweep
-        row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    with ONE_RUN_PER_PROCESS:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        try:
+            protocol = protocol_module.parse(task["text"], task["source"])
+            experiment = protocol.experiment_cls(protocol)
+            limit_threads()  # building the neuron may have imported torch or Brian2
+            experiment.run(task["log"], progress=False)
+            row = measure(task["log"])
+            row["error"] = ""
+        except Exception as exc:  # noqa: BLE001 -- one failed run must not end the sweep
+            row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        row["worker_time"] = time.perf_counter() - started
+        row["cpu_time"] = time.process_time() - cpu_started
     row["index"] = task["index"]
-    row["worker_time"] = time.perf_counter() - started
-    row["cpu_time"] = time.process_time() - cpu_started
     return row
 
 
