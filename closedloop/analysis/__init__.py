@@ -1,6 +1,7 @@
 """Analysis of run logs: one module per protocol kind, each with `analyze(run, out_dir)`.
 
-`analyze` returns the key numbers (a dict) and writes its figures; `report_run` prints them.
+`analyze` returns the key numbers (a dict), writes its figures and a self-contained HTML report
+beside the log (RUN.html); `report_run` prints them.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from closedloop.analysis.report import write_report
 from closedloop.recording import open_run
 
 
@@ -20,7 +22,10 @@ def analyze(path, out_dir=None) -> dict:
         except ModuleNotFoundError:
             module = importlib.import_module("closedloop.analysis.evolve")
         out_dir.mkdir(parents=True, exist_ok=True)
-        return module.analyze(run, out_dir)
+        numbers = module.analyze(run, out_dir)
+        numbers["report"] = write_report(run, numbers, path.with_suffix(".html"))
+        numbers.setdefault("lines", []).append(f"report: {numbers['report']}")
+        return numbers
 
 
 def report_run(path, summary=None, echo=print) -> dict:

@@ -47,6 +47,9 @@ def execute(args) -> int:
         out = unique_output(experiment.default_output())
     summary = experiment.run(out, progress=not args.quiet)
     experiment.report(out, summary, echo=print)
+    if summary.get("status") == "interrupted":
+        print(f"interrupted after {summary.get('presentations', 0)} presentations; "
+              f"continue with: closedloop resume {out}")
     return 0 if summary.get("status") != "failed" else 1
 
 

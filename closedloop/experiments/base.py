@@ -48,7 +48,7 @@ class Experiment:
             return Path(self.settings.output)
         return Path("data") / f"{Path(self.protocol.source).stem}.h5"
 
-    def open_log(self, path, state_shapes: dict[str, int] | None = None) -> RunWriter:
+    def open_log(self, path, state_shapes: dict[str, int] | None = None, created: str | None = None) -> RunWriter:
         space, neuron = self.space, self.neuron
         record = self.settings.record_rendered
         if record is None:
@@ -64,7 +64,7 @@ class Experiment:
             response_unit=neuron.response_unit, state_columns=neuron.state_columns,
             status_columns=self.optimizer.status_columns if self.optimizer else (),
             state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
-            neuron_arrays=neuron.ground_truth())
+            neuron_arrays=neuron.ground_truth(), created=created)
 
     @contextmanager
     def stop_on_interrupt(self):

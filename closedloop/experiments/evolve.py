@@ -1,13 +1,42 @@
-"""evolve: the closed loop. ask -> render -> present with repeats -> aggregate -> tell -> record."""
+"""evolve: the closed loop. ask -> render -> present with repeats -> aggregate -> tell -> record.
+
+Extras an experimenter uses: seed stimuli injected into the first generation, reference
+stimuli re-shown every generation to track drift, a final re-test of the top candidates with
+extra repeats (so the reported best is a mean, not a lucky maximum), and resume: a crashed or
+interrupted run continues from its log to the same trials an uninterrupted run gives.
+"""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
+from closedloop.component import Settings
+from closedloop.errors import ClosedLoopError
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
+from closedloop.experiments.seeding import seed_latents
+from closedloop.recording.writer import PHASES, RunWriter
 from closedloop.registry import register
+
+
+class SeedStimuli(Settings):
+    images: list[str] = Field(default_factory=list, description="scikit-image pictures, e.g. camera, astronaut")
+    run: str | None = Field(None, description="an earlier run log: its best stimuli seed this one")
+    count: int = Field(4, ge=1, description="how many stimuli to take from `run`")
+
+
+class Reference(Settings):
+    count: int = Field(2, ge=1, description="fixed stimuli re-shown every generation")
+    repeats: int = Field(1, ge=1)
+
+
+class Retest(Settings):
+    top: int = Field(5, ge=1, description="re-test this many of the best stimuli at the end")
+    repeats: int = Field(10, ge=1)
 
 
 class EvolveSettings(ExperimentSettings):
@@ -15,6 +44,9 @@ class EvolveSettings(ExperimentSettings):
     budget: int | None = Field(None, ge=1, description="stop before exceeding this many presentations")
     repeats: int = Field(1, ge=1, description="presentations of each stimulus per generation")
     aggregate: str = Field("mean", pattern="^(mean|median)$", description="how repeats become one score")
+    seed_stimuli: SeedStimuli | None = None
+    reference: Reference | None = None
+    retest: Retest | None = None
 
     @model_validator(mode="after")
     def _some_stop_rule(self):
@@ -27,31 +59,67 @@ class EvolveSettings(ExperimentSettings):
 class Evolve(Experiment):
     Config = EvolveSettings
 
+    def __init__(self, protocol):
+        super().__init__(protocol)
+        seeds = self.settings.seed_stimuli
+        self.injected = seed_latents(seeds, self.space, protocol.source) if seeds else None
+        if self.injected is not None and len(self.injected) > self.optimizer.popsize:
+            self.injected = self.injected[: self.optimizer.popsize]
+        reference = self.settings.reference
+        self.references = self.space.sample(np.random.default_rng([self.settings.seed, 99]), reference.count) \
+            if reference else None
+
     def score(self, responses: np.ndarray) -> np.ndarray:
         return np.median(responses, axis=1) if self.settings.aggregate == "median" else responses.mean(axis=1)
 
-    def run(self, path, progress: bool = True) -> dict:
-        cfg, space, neuron, optimizer = self.settings, self.space, self.neuron, self.optimizer
-        per_generation = optimizer.popsize * cfg.repeats
+    def total_generations(self) -> int:
+        cfg = self.settings
         total = cfg.generations if cfg.generations is not None else 10**9
         if cfg.budget is not None:
-            total = min(total, cfg.budget // per_generation)
-        writer = self.open_log(path)
-        best, best_index, presentations, status = -np.inf, -1, 0, "failed"
-        bar = tqdm(total=total, desc=f"evolve {neuron.kind}", unit="gen", disable=not progress, leave=False)
+            total = min(total, cfg.budget // (self.optimizer.popsize * cfg.repeats))
+        return total
+
+    def _ask(self, generation: int) -> np.ndarray:
+        z = np.array(self.optimizer.ask(), dtype=np.float64)
+        if generation == 0 and self.injected is not None:
+            z[: len(self.injected)] = self.injected
+        return z
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {f"neuron.{k}": np.ravel(v) for k, v in self.neuron.get_state().items()}
+
+    def run(self, path, progress: bool = True, resume: bool = False) -> dict:
+        path = Path(path)
+        shapes = {name: value.size for name, value in self._state().items()}
+        if resume:
+            writer, start, best, best_index, presentations = self._resume(path, shapes)
+        else:
+            writer, start = self.open_log(path, shapes), 0
+            best, best_index, presentations = -np.inf, -1, 0
+            if self.references is not None:
+                self.reference_index = writer.add_stimuli(self.references, -1, self.space.render(self.references))
+        return self._loop(writer, start, best, best_index, presentations, progress)
+
+    def _loop(self, writer: RunWriter, start, best, best_index, presentations, progress) -> dict:
+        cfg, space, neuron, optimizer = self.settings, self.space, self.neuron, self.optimizer
+        total, status = self.total_generations(), "failed"
+        bar = tqdm(total=total, initial=start, desc=f"evolve {neuron.kind}", unit="gen", disable=not progress,
+                   leave=False)
         try:
             with self.stop_on_interrupt():
-                for generation in range(total):
-                    z = optimizer.ask()
+                for generation in range(start, total):
+                    z = self._ask(generation)
                     check_finite(z, f"optimizer {optimizer.kind}: latent vectors of generation {generation}")
                     stimuli = space.render(z)
                     check_finite(stimuli, f"space {space.kind}: stimuli of generation {generation}")
-                    trials = neuron.present(stimuli, cfg.repeats)
+                    trials, reference_trials = self._present(stimuli)
                     check_finite(trials.responses, f"neuron {neuron.kind}: responses of generation {generation}")
                     scores = self.score(trials.responses)
                     optimizer.tell(z, scores)
                     index = writer.add_stimuli(z, generation, stimuli)
                     writer.add_trials(index, generation, trials)
+                    if reference_trials is not None:
+                        writer.add_trials(self.reference_index, generation, reference_trials, "reference")
                     presentations += trials.responses.size
                     top = int(np.argmax(scores))
                     if scores[top] > best:
@@ -60,15 +128,109 @@ class Evolve(Experiment):
                         {"generation": generation, "presentations": presentations, "best": best,
                          "mean": scores.mean(), "max": scores[top], "best_stimulus": best_index,
                          **optimizer.status()},
-                        optimizer.recommend())
+                        optimizer.recommend(), self._state())
                     writer.flush()
                     bar.update()
                     bar.set_postfix(best=f"{best:.3g}", mean=f"{scores.mean():.3g}")
                     if self.stop_requested:
                         break
+                retest = None
+                if cfg.retest and not self.stop_requested:
+                    retest = self._retest(writer, total)
             status = "interrupted" if self.stop_requested else "complete"
         finally:
             bar.close()
             writer.close(status)
-        return {"status": status, "log": str(path), "presentations": presentations,
-                "best_response": best, "best_stimulus": best_index}
+        summary = {"status": status, "log": str(writer.path), "presentations": presentations,
+                   "best_response": best, "best_stimulus": best_index}
+        if retest is not None:
+            summary.update(retest)
+        return summary
+
+    def _present(self, stimuli):
+        """Search and reference stimuli in one presentation batch (one simulation)."""
+        repeats = self.settings.repeats
+        if self.references is None:
+            return self.neuron.present(stimuli, repeats), None
+        ref = self.settings.reference
+        if ref.repeats != repeats:
+            return self.neuron.present(stimuli, repeats), self.neuron.present(self.space.render(self.references), ref.repeats)
+        both = self.neuron.present(np.concatenate([stimuli, self.space.render(self.references)]), repeats)
+        n = len(stimuli)
+        return _rows(both, slice(0, n)), _rows(both, slice(n, None))
+
+    def _retest(self, writer: RunWriter, generation: int) -> dict:
+        cfg = self.settings.retest
+        f = writer.file
+        trials = {name: f[f"trials/{name}"][()] for name in ("stimulus", "response", "phase")}
+        search = trials["phase"] == PHASES["search"]
+        stimuli, inverse = np.unique(trials["stimulus"][search], return_inverse=True)
+        means = np.bincount(inverse, trials["response"][search]) / np.bincount(inverse)
+        top = stimuli[np.argsort(-means, kind="stable")[: cfg.top]]
+        z = f["stimuli/z"][np.sort(top)].astype(np.float64)
+        top = np.sort(top)
+        result = self.neuron.present(self.space.render(z), cfg.repeats)
+        check_finite(result.responses, f"neuron {self.neuron.kind}: responses of the re-test")
+        writer.add_trials(top, generation, result, "retest")
+        writer.flush()
+        means = result.responses.mean(axis=1)
+        k = int(np.argmax(means))
+        return {"retest_best_response": float(means[k]), "retest_best_stimulus": int(top[k]),
+                "retest_sem": float(result.responses[k].std(ddof=1) / np.sqrt(cfg.repeats)) if cfg.repeats > 1 else 0.0}
+
+    def _resume(self, path: Path, shapes):
+        """Rebuild optimizer and neuron from the log, then keep appending to it.
+
+        The optimizer is replayed: asked again with its recorded seed, told the recorded
+        responses. The neuron takes its state after the last complete generation. Whatever was
+        in flight when the run stopped is dropped: the log is copied without it, then swapped in.
+        """
+        from closedloop.recording import open_run
+
+        with open_run(path) as run:
+            done = len(run.generations)
+            trials = run.trials
+            logged_z = run.z
+            stimulus_generation = run.file["stimuli/generation"][()]
+            saved = {name: run.state(name) for name in shapes} if done else {}
+            created = str(run.file.attrs.get("created", ""))
+            last = run.generations.iloc[-1] if done else None
+            search = trials[trials["phase"] == "search"]
+            for generation in range(done):
+                z = self._ask(generation)
+                rows = np.nonzero(stimulus_generation == generation)[0]
+                if len(rows) != len(z) or not np.allclose(z.astype(np.float32), logged_z[rows], rtol=1e-5, atol=1e-6):
+                    raise ClosedLoopError(f"{path}: cannot resume: replaying the optimizer diverged from the log at "
+                                          f"generation {generation} (was it written by another version?)")
+                these = search[search["generation"] == generation]
+                responses = np.empty((len(z), self.settings.repeats))
+                responses[these["stimulus"].to_numpy() - rows[0], these["repeat"].to_numpy()] = these["response"]
+                self.optimizer.tell(z, self.score(responses))
+            if done:
+                self.neuron.set_state({name: saved[f"neuron.{name}"][-1].reshape(np.shape(value))
+                                       for name, value in self.neuron.get_state().items()})
+            temporary = path.with_name(path.name + ".resume")
+            writer = self.open_log(temporary, shapes, created=created)
+            writer.copy_complete_generations(run.file, done)
+        writer.close("running")
+        os.replace(temporary, path)
+        writer = RunWriter.reopen(path)
+        self.reference_index = np.nonzero(stimulus_generation == -1)[0]
+        if self.references is not None and len(self.reference_index) == 0:  # stopped before logging them
+            self.reference_index = writer.add_stimuli(self.references, -1, self.space.render(self.references))
+        if last is None:
+            return writer, 0, -np.inf, -1, 0
+        return writer, done, float(last["best"]), int(last["best_stimulus"]), int(last["presentations"])
+
+
+def _rows(trials, rows: slice):
+    from closedloop.neurons.base import Trials
+
+    spikes = None
+    if trials.spike_times is not None:
+        repeats = trials.responses.shape[1]
+        start = rows.start * repeats
+        stop = None if rows.stop is None else rows.stop * repeats
+        spikes = trials.spike_times[start:stop]
+    return Trials(responses=trials.responses[rows], t_start=trials.t_start[rows], clean=trials.clean[rows],
+                  state={k: v[rows] for k, v in trials.state.items()}, spike_times=spikes)

@@ -20,12 +20,21 @@ def _open(path: Path) -> h5py.File:
     if not h5py.is_hdf5(path):
         raise LogError(f"{path}: not an HDF5 file (truncated, or not a closedloop run log)")
     try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        # a log still being written, or whose writer was killed, is marked open for (SWMR) write:
+        # read it as an SWMR reader. Anything else fails fast here, because an SWMR open of a
+        # truncated file retries its reads for minutes.
+        if "already open for write" not in str(exc):
+            raise LogError(f"{path}: cannot be opened as HDF5 ({_first_line(exc)})") from None
+    try:
         return h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError:
-        try:
-            return h5py.File(path, "r")
-        except OSError as exc:
-            raise LogError(f"{path}: cannot be opened as HDF5 ({exc})") from None
+    except OSError as exc:
+        raise LogError(f"{path}: cannot be opened as HDF5 ({_first_line(exc)})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class Run:

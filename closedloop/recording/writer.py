@@ -24,6 +24,7 @@ Layout (every object is an array, number or text; no pickles):
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,15 +73,18 @@ class RunWriter:
                  dim: int, stimulus_shape: tuple[int, ...], modality: str, response_unit: str,
                  state_columns=(), status_columns=(), state_shapes: dict[str, int] | None = None,
                  record_rendered: bool = True, sample_rate: int | None = None,
-                 neuron_arrays: dict[str, np.ndarray] | None = None):
+                 neuron_arrays: dict[str, np.ndarray] | None = None, created: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = h5py.File(self.path, "w", libver="latest")
+        # built under a temporary name and renamed once in SWMR mode, so that a log that exists
+        # is always readable and resumable, however early its writer is killed
+        building = self.path.with_name(f".{self.path.name}.part")
+        self.file = h5py.File(building, "w", libver="latest")
         f = self.file
         f.attrs.update({
             "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": closedloop.__version__,
             "protocol": protocol_text, "seed": seed, "kind": kind,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "modality": modality, "stimulus_shape": np.asarray(stimulus_shape, dtype=np.int64),
             "sample_rate": sample_rate or 0, "response_unit": response_unit,
         })
@@ -112,12 +116,47 @@ class RunWriter:
         saved = f.create_group("state")
         for name, width in (state_shapes or {}).items():
             _resizable(saved, name, np.float64, (width,))
+        self._start()
+        os.replace(building, self.path)
+
+    def _start(self):
+        f = self.file
         f.swmr_mode = True
         f.flush()
-        self.state_columns = tuple(state_columns)
-        self.status_columns = tuple(status_columns)
-        self.n_stimuli = 0
-        self.started = time.perf_counter()
+        self.state_columns = tuple(f["trials/state"])
+        self.status_columns = tuple(name for name in f["generations"]
+                                    if name not in GENERATION_COLUMNS and name != "recommended")
+        self.n_stimuli = f["stimuli/z"].shape[0]
+        self.started = time.perf_counter() - (float(f["generations/wall_time"][-1])
+                                              if f["generations/wall_time"].shape[0] else 0.0)
+
+    @classmethod
+    def reopen(cls, path) -> "RunWriter":
+        """Continue appending to a log that was closed cleanly (see copy_complete_generations)."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.file = h5py.File(self.path, "a", libver="latest")
+        self.file["status"][0] = STATUS["running"]
+        self._start()
+        return self
+
+    def copy_complete_generations(self, source: h5py.File, generations: int) -> None:
+        """Copy the first `generations` generations of another log (read in SWMR mode, so a
+        crashed one works too) into this fresh one: whatever was in flight is left behind."""
+        f = self.file
+        trial_rows = int(np.sum(source["trials/generation"][()] < generations))
+        stimulus_rows = int(np.sum(source["stimuli/generation"][()] < generations))
+        ends = source["trials/spike_start"][:trial_rows] + source["trials/spike_count"][:trial_rows]
+        spike_rows = int(ends.max()) if trial_rows else 0
+        rows = {"stimuli": stimulus_rows, "trials": trial_rows, "spikes": spike_rows,
+                "generations": generations, "state": generations}
+
+        def copy(name, item):
+            if isinstance(item, h5py.Dataset) and name.split("/")[0] in rows and name in f:
+                _append(f[name], item[: rows[name.split("/")[0]]])
+
+        source.visititems(copy)
+        f.flush()
 
     def add_stimuli(self, z: np.ndarray, generation: int, rendered: np.ndarray | None = None) -> np.ndarray:
         """Log latent vectors (and their renderings); returns their stimulus indices."""

@@ -1,0 +1,35 @@
+"""closedloop resume RUN.h5: continue a crashed or interrupted run to its stop rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from closedloop.errors import ClosedLoopError
+
+ORDER = 1
+
+
+def execute(args) -> int:
+    from closedloop import protocol as protocol_module
+    from closedloop.analysis import report_run
+    from closedloop.recording import open_run
+
+    path = Path(args.log)
+    with open_run(path) as run:
+        status, text = run.status, run.protocol
+    if status == "complete":
+        raise ClosedLoopError(f"{path}: the run is already complete; nothing to resume")
+    protocol = protocol_module.parse(text, f"{path} (its protocol)")
+    experiment = protocol.experiment_cls(protocol)
+    if not hasattr(experiment, "_resume"):
+        raise ClosedLoopError(f"{path}: runs of kind {protocol.kind!r} cannot be resumed; run them again")
+    summary = experiment.run(path, progress=not args.quiet, resume=True)
+    report_run(path, summary, echo=print)
+    return 0
+
+
+def add_parser(sub):
+    parser = sub.add_parser("resume", help="continue an interrupted or crashed run from its log")
+    parser.add_argument("log", help="the run log to continue")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=execute)

