@@ -115,7 +115,7 @@ def test_local_sweep_writes_a_log_per_run_and_the_summary(local_sweep):
 
 
 @pytest.mark.slow
-def test_restart_skips_complete_runs_and_reruns_the_rest(local_sweep, tmp_path):
+def test_restart_skips_complete_runs_and_reruns_the_rest(local_sweep, tmp_path, capsys):
     path, out = local_sweep
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
@@ -132,6 +132,9 @@ def test_restart_skips_complete_runs_and_reruns_the_rest(local_sweep, tmp_path):
     for log in logs[:2]:
         with open_run(log) as run:
             assert run.status == "complete"
+    # `closedloop run` on a sweep file runs the sweep too: here, nothing left to do
+    assert main(["run", str(sweep), "-q"]) == 0
+    assert "4 already complete" in capsys.readouterr().out
     before = pd.read_csv(out / "summary.csv")
     after = pd.read_csv(copy / "summary.csv")
     # same protocol and seed give the same run, whichever process ran it
