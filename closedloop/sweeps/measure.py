@@ -31,26 +31,40 @@ def measure(path) -> dict:
         of_best = trials[(trials["stimulus"] == best) & (trials["phase"] == "search")]
         clean = of_best["clean"].to_numpy()
         row["best_clean_response"] = float(clean.mean()) if np.isfinite(clean).any() else math.nan
-        row["fraction_of_optimum"] = _fraction_of_optimum(run, of_best, row["best_clean_response"])
-        rf = run.receptive_field
+        protocol = protocol_module.parse(run.protocol, str(path))
+        rf, best_image = run.receptive_field, None
         if rf is not None:
-            space = protocol_module.parse(run.protocol, str(path)).build("space")
+            space = protocol.build("space")
             best_image = run.rendered([best])
             best_image = best_image[0] if best_image is not None else space.render(run.z[best][None])[0]
             recommended = space.render(run.recommended[-1][None].astype(np.float64))[0]
             if best_image.shape == rf.shape:
                 row["rf_correlation"] = correlation(best_image, rf)
                 row["recommended_rf_correlation"] = correlation(recommended, rf)
+            else:
+                best_image = None
+        row["fraction_of_optimum"] = _fraction_of_optimum(run, protocol, of_best, row["best_clean_response"],
+                                                          best_image)
     return row
 
 
-def _fraction_of_optimum(run, of_best, best_clean: float) -> float:
-    """Clean response over the neuron's known optimum response; else the 'drive' state column,
-    which the receptive-field cells scale to 1.0 at their fixed-contrast optimum."""
+def _fraction_of_optimum(run, protocol, of_best, best_clean: float, best_image) -> float:
+    """Where the neuron knows its clean response: best clean over the neuron's logged
+    `optimum_response`, or over its clean response to its own receptive field shown at the
+    contrast of the best stimulus (the optimum of a linear-nonlinear cell under fixed contrast).
+    Otherwise the 'drive' state column, which the Brian2 cell scales to 1.0 at that optimum."""
     known = run.file.get("neuron")
-    if known is not None and "optimum_response" in known and math.isfinite(best_clean):
-        optimum = float(np.asarray(known["optimum_response"][()]).ravel()[0])
-        return best_clean / optimum if optimum else math.nan
+    if math.isfinite(best_clean):
+        if known is not None and "optimum_response" in known:
+            optimum = float(np.asarray(known["optimum_response"][()]).ravel()[0])
+            return best_clean / optimum if optimum else math.nan
+        if best_image is not None:
+            rf = run.receptive_field
+            scale = np.sqrt(np.mean(best_image**2) / np.mean(rf**2))
+            optimum = float(protocol.build("neuron").present((rf * scale)[None], 1).clean[0, 0])
+            if math.isfinite(optimum) and optimum > 0:
+                return best_clean / optimum
     if "drive" in of_best and len(of_best):
         return float(of_best["drive"].mean())
     return math.nan
+
