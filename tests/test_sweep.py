@@ -85,6 +85,21 @@ def test_every_run_is_validated_before_any_starts(tmp_path, capsys, fields, mess
     assert not (tmp_path / "out").exists()
 
 
+def test_fraction_of_optimum_where_the_neuron_knows_its_clean_response(tmp_path):
+    from closedloop.sweeps.measure import measure
+
+    data = {**BASE, "seed": 2, "neuron": {"kind": "lnp", "size": 8,
+                                          "front_end": {"orientation": 30, "spatial_frequency": 0.2, "sigma": 2}},
+            "generations": 4}
+    protocol = protocol_module.from_dict(data, "lnp")
+    protocol.experiment_cls(protocol).run(tmp_path / "lnp.h5", progress=False)
+    row = measure(tmp_path / "lnp.h5")
+    assert row["status"] == "complete" and 0 < row["best_clean_response"] <= 1
+    # the LNP cell's clean response is the rectified cosine of stimulus and field, 1.0 at the field
+    # itself: its fraction of the optimum is the best stimulus's correlation with the field
+    assert row["fraction_of_optimum"] == pytest.approx(max(row["rf_correlation"], 0.0), abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory):
     """A 4-run sweep on 2 spawned local processes."""
