@@ -170,3 +170,13 @@ def test_the_same_sweep_runs_on_a_dask_local_cluster(local_sweep, tmp_path):
     assert len(remote) == 4 and (remote["status"] == "complete").all()
     for column in ("log", "best_response", "rf_correlation", "recommended_rf_correlation", "presentations"):
         np.testing.assert_array_equal(remote[column], local[column])
+
+
+def test_sweep_command_rejects_bad_arguments(tmp_path, capsys):
+    path = write_sweep(tmp_path)
+    assert main(["sweep", "protocols/quickstart.yaml"]) == 2
+    assert "kind: expected 'sweep'" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--workers", "0"]) == 2
+    assert main(["sweep", str(path), "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    assert "--workers: local processes only" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -14,6 +14,8 @@ def execute(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise ProtocolError(f"--workers {args.workers}: expected at least 1")
+    if args.workers is not None and args.scheduler:
+        raise ProtocolError("--workers: local processes only; a Dask cluster (--scheduler) has its own workers")
     protocol = protocol_module.load(args.sweep)
     if protocol.kind != "sweep":
         raise ProtocolError(f"{args.sweep}: kind: expected 'sweep' here, got {protocol.kind!r} (use closedloop run)")
