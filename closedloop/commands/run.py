@@ -34,18 +34,19 @@ def parse_overrides(items) -> dict:
 
 def execute(args) -> int:
     from closedloop import protocol as protocol_module
-    from closedloop.analysis import report_run
 
     protocol = protocol_module.load(args.protocol, parse_overrides(args.set))
     experiment = protocol.experiment_cls(protocol)
-    if args.out:
+    if experiment.writes_directory:  # resumes into its directory, skipping what is complete
+        out = Path(args.out) if args.out else experiment.default_output()
+    elif args.out:
         out = Path(args.out)
         if out.exists() and not args.overwrite:
             raise ClosedLoopError(f"{out}: exists; give --overwrite or another --out")
     else:
         out = unique_output(experiment.default_output())
     summary = experiment.run(out, progress=not args.quiet)
-    report_run(out, summary, echo=print)
+    experiment.report(out, summary, echo=print)
     if summary.get("status") == "interrupted":
         print(f"interrupted after {summary.get('presentations', 0)} presentations; "
               f"continue with: closedloop resume {out}")

@@ -26,6 +26,8 @@ class Experiment:
     Config: ClassVar[type[Settings]] = ExperimentSettings
     roles: ClassVar[tuple[str, ...]] = ("neuron", "space", "optimizer")
     optional_roles: ClassVar[tuple[str, ...]] = ()
+    # True for a kind that writes a directory of logs it resumes into (a sweep), not one log
+    writes_directory: ClassVar[bool] = False
 
     def __init__(self, protocol):
         self.protocol = protocol
@@ -90,6 +92,11 @@ class Experiment:
 
     def run(self, path, progress: bool = True) -> dict:
         raise NotImplementedError
+
+    def report(self, out, summary: dict, echo=print) -> None:
+        from closedloop.analysis import report_run
+
+        report_run(out, summary, echo=echo)
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

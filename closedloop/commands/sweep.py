@@ -1,0 +1,37 @@
+"""closedloop sweep SWEEP.yaml: run a grid of protocols x seeds on local processes or a Dask cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from closedloop.errors import ProtocolError
+
+ORDER = 1
+
+
+def execute(args) -> int:
+    from closedloop import protocol as protocol_module
+
+    if args.workers is not None and args.workers < 1:
+        raise ProtocolError(f"--workers {args.workers}: expected at least 1")
+    if args.workers is not None and args.scheduler:
+        raise ProtocolError("--workers: local processes only; a Dask cluster (--scheduler) has its own workers")
+    protocol = protocol_module.load(args.sweep)
+    if protocol.kind != "sweep":
+        raise ProtocolError(f"{args.sweep}: kind: expected 'sweep' here, got {protocol.kind!r} (use closedloop run)")
+    experiment = protocol.experiment_cls(protocol)  # validates every run before any starts
+    out = Path(args.out) if args.out else experiment.default_output()
+    summary = experiment.run(out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
+    experiment.report(out, summary, echo=print)
+    return 0 if summary["status"] == "complete" else 1
+
+
+def add_parser(sub):
+    parser = sub.add_parser("sweep", help="run a sweep file: a base protocol over a grid of values x seeds")
+    parser.add_argument("sweep", help="a YAML file of kind: sweep, e.g. protocols/sweep-noise.yaml")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of local processes")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    parser.add_argument("--out", help="directory of run logs (default the sweep's output, or data/<sweep name>)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=execute)

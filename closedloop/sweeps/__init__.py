@@ -1,0 +1,1 @@
+"""Sweeps: grid expansion, execution on processes or Dask, per-run measures, summary."""

@@ -1,0 +1,124 @@
+"""Expand a sweep (base protocol x grid x seeds) into run protocols, each validated up front."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from closedloop import protocol as protocol_module
+from closedloop.errors import ProtocolError
+
+
+@dataclass
+class RunSpec:
+    """One run of a sweep: its grid values, seed, resolved protocol and log path."""
+
+    index: int
+    params: dict[str, Any]
+    seed: int
+    data: dict
+    text: str
+    log: Path
+    source: str
+
+    @property
+    def label(self) -> str:
+        return ", ".join([*(f"{k}={value_label(v)}" for k, v in self.params.items()), f"seed={self.seed}"])
+
+
+def value_label(value: Any) -> str:
+    """A short text for a grid value: scalars as they are, sections as flow YAML."""
+    if isinstance(value, (dict, list)):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
+    return str(value)
+
+
+def load_base(source: str, base: Any) -> dict:
+    """The base protocol: a mapping, or a path relative to the sweep file."""
+    if isinstance(base, str):
+        path = Path(source).parent / base
+        if not path.is_file():
+            raise ProtocolError(f"{source}: base: no such protocol file {str(path)!r}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ProtocolError(f"{source}: base: cannot read {str(path)!r} ({first})") from None
+        where = f"base ({path})"
+    else:
+        data, where = base, "base"
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{source}: {where}: expected a protocol mapping, got {type(data).__name__}")
+    if data.get("kind") == "sweep":
+        raise ProtocolError(f"{source}: {where}.kind: a sweep's base cannot itself be a sweep")
+    if "output" in data:
+        raise ProtocolError(f"{source}: {where}.output: a sweep names each run's log itself; remove this field")
+    return copy.deepcopy(data)
+
+
+def check_grid(source: str, grid: dict[str, list]) -> None:
+    for key, values in grid.items():
+        parts = key.split(".")
+        if not key or any(not part for part in parts):
+            raise ProtocolError(f"{source}: grid.{key}: expected a dotted field path such as neuron.cell.noise_sigma")
+        if parts[0] in ("kind", "seed", "output"):
+            hint = {"kind": "a sweep varies one experiment kind", "seed": "give seeds: instead",
+                    "output": "a sweep names each run's log itself"}[parts[0]]
+            raise ProtocolError(f"{source}: grid.{key}: cannot be swept ({hint})")
+        if len(values) == 0:
+            raise ProtocolError(f"{source}: grid.{key}: expected a non-empty list of values")
+
+
+def seed_list(seeds: int | list[int] | None, base: dict) -> list[int]:
+    if seeds is None:
+        return [int(base.get("seed", 0))]
+    return list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+
+
+def run_key(data: dict) -> str:
+    """A stable name for a run: the hash of its resolved protocol (grid values, seed, base)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(canonical.encode()).hexdigest()[:10]
+
+
+def expand(source: str, base: Any, grid: dict[str, list], seeds, out_dir: Path) -> list[RunSpec]:
+    """Every run's protocol, validated before any run starts; the first bad one raises ProtocolError."""
+    base_data = load_base(source, base)
+    check_grid(source, grid)
+    keys = list(grid)
+    # whole sections (optimizer: [{kind: cmaes}, ...]) are set before the fields inside them
+    apply_order = sorted(keys, key=lambda key: key.count("."))
+    runs, built = [], set()
+    for combination in itertools.product(*(grid[key] for key in keys)):
+        params = dict(zip(keys, combination))
+        for seed in seed_list(seeds, base_data):
+            data = copy.deepcopy(base_data)
+            for key in apply_order:
+                protocol_module.set_path(data, key, copy.deepcopy(params[key]))
+            data["seed"] = seed
+            spec = RunSpec(len(runs), params, seed, data, "", out_dir / f"run-{run_key(data)}.h5", "")
+            spec.source = f"{source} (run {spec.index}: {spec.label})"
+            protocol = protocol_module.from_dict(data, spec.source)
+            spec.text = protocol.text
+            _build_once(protocol, data, built)
+            runs.append(spec)
+    names = [spec.log.name for spec in runs]
+    if len(set(names)) != len(names):
+        raise ProtocolError(f"{source}: grid: two runs have the same parameters and seed (repeated values?)")
+    return runs
+
+
+def _build_once(protocol, data: dict, built: set) -> None:
+    """Construct the components of each distinct run once, so constructor errors also come first."""
+    key = run_key({k: v for k, v in data.items() if k != "seed"})
+    if key in built:
+        return
+    built.add(key)
+    protocol.experiment_cls(protocol)

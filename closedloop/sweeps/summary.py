@@ -1,0 +1,93 @@
+"""The sweep's summary: one row per run (summary.csv) and figures of each metric vs each parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from closedloop.sweeps.grid import RunSpec, value_label
+from closedloop.sweeps.measure import METRICS
+
+FIGURE_METRICS = {
+    "rf_correlation": "RF correlation of the best stimulus",
+    "recommended_rf_correlation": "RF correlation of the recommendation",
+    "fraction_of_optimum": "fraction of the optimum (best)",
+}
+
+
+def optimizer_label(spec: RunSpec) -> str:
+    """What distinguishes the run's optimizer: its grid values if any, else its kind."""
+    swept = [value_label(v) for k, v in spec.params.items() if k.split(".")[0] == "optimizer"]
+    if swept:
+        return " ".join(swept)
+    return str((spec.data.get("optimizer") or {}).get("kind", ""))
+
+
+def table(runs: list[RunSpec], rows: dict[int, dict]) -> pd.DataFrame:
+    records = []
+    for spec in runs:
+        row = rows.get(spec.index, {})
+        records.append({
+            "run": spec.index, "log": spec.log.name,
+            **{key: value_label(value) if isinstance(value, (dict, list)) else value
+               for key, value in spec.params.items()},
+            "seed": spec.seed, "optimizer": optimizer_label(spec),
+            **{name: row.get(name, np.nan) for name in METRICS},
+            "cpu_time": row.get("cpu_time", np.nan),  # of the worker's process; unknown for skipped runs
+            "error": row.get("error", ""),
+        })
+    return pd.DataFrame.from_records(records)
+
+
+def write(frame: pd.DataFrame, parameters: list[str], out_dir: Path) -> dict[str, str]:
+    csv = out_dir / "summary.csv"
+    frame.to_csv(csv, index=False)
+    written = {"summary": str(csv)}
+    figure = _figure(frame, parameters, out_dir / "summary.png")
+    if figure:
+        written["figure"] = figure
+    return written
+
+
+def _figure(frame: pd.DataFrame, parameters: list[str], path: Path) -> str | None:
+    from closedloop.analysis.plots import plt, save
+
+    metrics = [m for m in FIGURE_METRICS if frame[m].notna().any()]
+    # the optimizer groups the lines; the other grid parameters are the x axes
+    axes_params = [p for p in parameters if p.split(".")[0] != "optimizer"] or ["optimizer"]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(len(metrics), len(axes_params), squeeze=False, layout="constrained",
+                             figsize=(3.4 * len(axes_params), 2.8 * len(metrics)))
+    groups = sorted(frame["optimizer"].astype(str).unique())
+    for col, param in enumerate(axes_params):
+        values = list(dict.fromkeys(frame[param].tolist()))
+        numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values)
+        positions = {v: (float(v) if numeric else k) for k, v in enumerate(sorted(values) if numeric else values)}
+        for row, metric in enumerate(metrics):
+            ax = axes[row, col]
+            for g, group in enumerate(groups):
+                part = frame[frame["optimizer"].astype(str) == group]
+                stats = part.groupby(param, sort=False)[metric].agg(["mean", "sem", "count"])
+                x = np.array([positions[v] for v in stats.index])
+                order = np.argsort(x)
+                offset = 0 if numeric else (g - (len(groups) - 1) / 2) * 0.08
+                ax.errorbar(x[order] + offset, stats["mean"].to_numpy()[order],
+                            yerr=np.nan_to_num(stats["sem"].to_numpy()[order]), marker="o", capsize=3,
+                            label=group)
+                points = [positions[v] for v in part[param]]
+                ax.plot(np.asarray(points, dtype=float) + offset, part[metric], ".", alpha=0.25,
+                        color=ax.lines[-1].get_color())
+            if not numeric:
+                ax.set_xticks(list(positions.values()), [value_label(v) for v in positions], fontsize=7)
+            elif len(values) > 2 and min(values) > 0 and max(values) / min(values) >= 8:
+                ax.set_xscale("log")
+            if row == len(metrics) - 1:
+                ax.set_xlabel(param)
+            if col == 0:
+                ax.set_ylabel(FIGURE_METRICS[metric], fontsize=8)
+    axes[0, -1].legend(fontsize=7, title="optimizer", title_fontsize=7)
+    fig.suptitle(f"{len(frame)} runs: mean ± s.e.m. over seeds and the other parameters", fontsize=9)
+    return save(fig, path)
