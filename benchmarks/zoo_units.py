@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Crash safety and resume: a run killed at any point continues to the very same trials."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -76,6 +76,11 @@ def _note_stem(name: str) -> str:
     return "notes" if re.fullmatch(r"[A-G]#?-?\d+", name) else name
 
 
+def channel_units(layer: str, channels: int, note: str) -> dict[str, UnitSpec]:
+    """Units "layer:c" for every channel of a layer, read as `note` says (e.g. "pre-ReLU, mean over the map")."""
+    return {f"{layer}:{c}": UnitSpec(layer, c, None, f"{layer} channel {c} ({note})") for c in range(channels)}
+
+
 def names() -> list[str]:
     return list(MODEL_NAMES)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from closedloop.zoo import UnitSpec, ZooModel, cache_dir, load_state_dict
+from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict
 
 RECIPE = {
     "version": 2,
@@ -129,8 +129,7 @@ def build() -> ZooModel:
     test_accuracy = accuracy(net, x_test, y_test)
     units = {f"class{k}": UnitSpec("", k, None, f"logit of digit {k}") for k in range(10)}
     for layer, channels in (("conv1", 16), ("conv2", 32)):
-        units.update({f"{layer}:{c}": UnitSpec(layer, c, None, f"{layer} channel {c} (pre-ReLU), mean over the 8x8 map")
-                      for c in range(channels)})
+        units.update(channel_units(layer, channels, "pre-ReLU, mean over the 8x8 map"))
     return ZooModel(
         name="digits",
         module=net,

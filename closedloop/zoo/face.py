@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from closedloop.zoo import UnitSpec, ZooModel, load_state_dict, package_file
+from closedloop.zoo import UnitSpec, ZooModel, channel_units, load_state_dict, package_file
 
 CONV_CHANNELS = {"conv1": 32, "conv2": 64, "conv3": 64, "conv4": 128}
 
@@ -80,8 +80,7 @@ def build() -> ZooModel:
         "face_logit": UnitSpec("", 1, None, "O-Net log-odds face vs background"),
     }
     for layer, channels in CONV_CHANNELS.items():
-        units.update({f"{layer}:{c}": UnitSpec(layer, c, None, f"{layer} channel {c} (pre-PReLU), mean over the map")
-                      for c in range(channels)})
+        units.update(channel_units(layer, channels, "pre-PReLU, mean over the map"))
     return ZooModel(
         name="face",
         module=net,

@@ -15,7 +15,7 @@ import re
 import torch
 from torch import nn
 
-from closedloop.zoo import UnitSpec, ZooModel, load_state_dict, package_file
+from closedloop.zoo import UnitSpec, ZooModel, channel_units, load_state_dict, package_file
 
 SAMPLE_RATE = 16000
 FRAME = 1024
@@ -109,8 +109,7 @@ def build() -> ZooModel:
                 units[name] = _bin_unit(nearest_bin(frequency), f"{name} = {frequency:.1f} Hz")
     units.update({f"bin{k}": _bin_unit(k) for k in range(N_BINS)})
     for i, channels in enumerate(CHANNELS, start=1):
-        units.update({f"conv{i}:{c}": UnitSpec(f"conv{i}", c, None, f"conv{i} channel {c} (pre-ReLU), mean over time and frames")
-                      for c in range(channels)})
+        units.update(channel_units(f"conv{i}", channels, "pre-ReLU, mean over time and frames"))
     return ZooModel(
         name="pitch",
         module=net,
