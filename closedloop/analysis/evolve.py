@@ -48,7 +48,7 @@ def analyze(run, out_dir) -> dict:
     per_generation = best_per_generation(run)
     images = rendered(run, per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
-        numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
+        numbers["rf_correlation"] = correlation(rendered(run, [best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
     numbers["figure"] = str(out_dir / "evolve.png")
     audio_lines = []
@@ -63,12 +63,18 @@ def analyze(run, out_dir) -> dict:
         f"best response: {numbers['best_response']:.3g} {unit} per presentation "
         f"(first reached after {numbers['presentations_to_best']} presentations)",
     ]
-    neuron = run.config.get("neuron") or {}
-    if neuron.get("kind") == "dnn":
-        numbers["best_clean_response"] = float(np.nanmax(run.trials["clean"].to_numpy()))
-        name = neuron.get("unit") or f"layer {neuron.get('layer')!r} channel {neuron.get('channel')}"
-        lines.append(f"unit {neuron.get('model') or neuron.get('import')} {name}: best clean response "
-                     f"{numbers['best_clean_response']:.6g}")
+    clean = run.trials["clean"].to_numpy()
+    if np.isfinite(clean).any():  # the neuron knows its noise-free response (network units, LNP)
+        numbers["best_clean_response"] = float(np.nanmax(clean))
+        lines.append(f"best clean (noise-free) response: {numbers['best_clean_response']:.6g}")
+    retest = run.trials[run.trials["phase"] == "retest"]
+    if len(retest):
+        means = retest.groupby("stimulus")["response"].agg(["mean", "sem", "size"])
+        top = means["mean"].idxmax()
+        numbers["retest_best_response"] = float(means.loc[top, "mean"])
+        numbers["retest_best_stimulus"] = int(top)
+        lines.append(f"re-test of the top {len(means)} stimuli ({int(means.loc[top, 'size'])} repeats each): best "
+                     f"{means.loc[top, 'mean']:.3g} ± {means.loc[top, 'sem']:.2g} {unit} (mean ± s.e.m.)")
     if "rf_correlation" in numbers:
         lines.append(f"correlation of the best stimulus with the true receptive field: {numbers['rf_correlation']:.3f}")
     lines += audio_lines + [f"log: {run.path}", f"figure: {numbers['figure']}"]
