@@ -2,9 +2,10 @@
 
 
 class ClosedLoopError(Exception):
-    """Base of every error closedloop reports to the user without a traceback."""
+    """Base of every error closedloop reports to the user without a traceback: something the user
+    gave (a file, a field, an argument) cannot be used as it is."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class ProtocolError(ClosedLoopError):

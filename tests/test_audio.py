@@ -202,5 +202,5 @@ def test_sounds_command_writes_chosen_generations(tmp_path, capsys):
     written = sorted(p.name for p in (tmp_path / "s" / "sounds").glob("*.wav"))
     assert written == ["best.wav", "generation_001.wav", "generation_003.wav", "optimal.wav"]
     assert "YIN pitch" in capsys.readouterr().out
-    assert main(["sounds", str(path), "--generations", "7"]) == 1
+    assert main(["sounds", str(path), "--generations", "7"]) == 2
     assert "not in the run's generations 0..3" in capsys.readouterr().err

@@ -70,6 +70,9 @@ PROTOCOLS = [
     (variant(seed_stimuli={"run": "missing.h5"}), "seed_stimuli.run: missing.h5: no such run log"),
     (variant(optimizer__popsize="4x"), "optimizer.popsize: Input should be a valid integer"),
     (variant(neuron__size=1), "neuron.size: Input should be greater than or equal to 2"),
+    (variant(budget=3), "budget: 3 presentations are fewer than one generation (4 stimuli x 1 repeats = 4)"),
+    (variant(optimizer={"kind": "finite_difference"}, seed_stimuli={"images": ["camera"]}),
+     "seed_stimuli: optimizer 'finite_difference' searches from its own starting point"),
 ]
 
 
@@ -144,8 +147,23 @@ def test_damaged_log(tmp_path, capsys, good_log, command, case):
 
 
 def test_resume_of_a_complete_run_is_refused(capsys, good_log):
-    assert main(["resume", str(good_log)]) == 1
+    assert main(["resume", str(good_log)]) == 2
     assert "already complete" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_still_being_written_is_refused(tmp_path, capsys, good_log):
+    from closedloop.recording.writer import lock, unlock
+
+    path = tmp_path / "live.h5"
+    path.write_bytes(good_log.read_bytes())
+    with h5py.File(path, "a") as f:
+        f["status"][0] = 0
+    held = lock(path)  # as a running writer holds it
+    try:
+        assert main(["resume", str(path)]) == 2
+        assert "is being written by another closedloop process" in capsys.readouterr().err
+    finally:
+        unlock(path, held)
 
 
 @register("space", "test_nan_space")

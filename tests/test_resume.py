@@ -112,3 +112,68 @@ def test_resume_refuses_a_log_whose_replay_diverges(tmp_path):
         from closedloop.commands.resume import execute
 
         execute(type("Args", (), {"log": str(tmp_path / "a.h5"), "quiet": True})())
+
+
+def test_a_reader_sees_what_the_writer_appends(tmp_path):
+    from closedloop import protocol
+
+    p = protocol.parse(PROTOCOL.replace("generations: 14", "generations: 3"), "p.yaml")
+    experiment = p.experiment_cls(p)
+    seen = []
+    present = experiment.neuron.present
+
+    def present_and_read(stimuli, repeats):
+        if (tmp_path / "live.h5").exists():
+            reader.refresh()
+            seen.append((len(reader.trials), len(reader.generations)))
+        return present(stimuli, repeats)
+
+    experiment.neuron.present = present_and_read
+    reader = None
+    experiment._open_log = experiment.open_log
+
+    def open_and_attach(path, *args, **kwargs):
+        nonlocal reader
+        writer = experiment._open_log(path, *args, **kwargs)
+        reader = open_run(path)
+        return writer
+
+    experiment.open_log = open_and_attach
+    experiment.run(tmp_path / "live.h5", progress=False)
+    reader.close()
+    per_generation = 8 * 2 + 2 * 2  # search and reference presentations
+    # the last call is the final re-test, after every generation is in
+    assert seen == [(0, 0), (per_generation, 1), (2 * per_generation, 2), (3 * per_generation, 3)]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_brian2_simulation_stops_cleanly(tmp_path):
+    (tmp_path / "t.yaml").write_text(
+        "kind: tuning\nneuron: {kind: spiking, size: 16, target: numpy}\norientations: 24\nrepeats: 10\nbatch: 960\n")
+    process = subprocess.Popen([sys.executable, "-m", "closedloop.cli", "run", str(tmp_path / "t.yaml"), "--out",
+                                str(tmp_path / "t.h5"), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_trials(tmp_path / "t.h5", process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "run it again to redo it" in out and "Simulation stop requested" not in err
+    assert main(["run", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "whole.h5"), "-q"]) == 0
+    with open_run(tmp_path / "t.h5") as run, open_run(tmp_path / "whole.h5") as whole:
+        assert run.status == "interrupted" and 0 < len(run.trials) < len(whole.trials)
+        # whole batches only, none cut short: the trials logged are those of the uninterrupted run
+        assert run.trials.equals(whole.trials.iloc[: len(run.trials)])
+
+
+def wait_for_trials(path, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists():
+            try:
+                with open_run(path) as run:
+                    if len(run.trials):
+                        return
+            except LogError:
+                pass
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.02)
+    raise TimeoutError

@@ -211,5 +211,5 @@ def test_zoo_command_lists_models_and_units(capsys):
     assert "16000 Hz" in out and "3x48x48" in out and "bin0..bin359" in out
     assert main(["zoo", "speech"]) == 0
     assert "speech_probability" in capsys.readouterr().out
-    assert main(["zoo", "cat"]) == 1
+    assert main(["zoo", "cat"]) == 2
     assert "unknown zoo model 'cat'" in capsys.readouterr().err

@@ -16,9 +16,14 @@ def execute(args) -> int:
     except ImportError:
         raise ClosedLoopError("export needs pynwb: pip install 'closedloop[extras]'") from None
     out = Path(args.nwb) if args.nwb else Path(args.log).with_suffix(".nwb")
+    if out.resolve() == Path(args.log).resolve():
+        raise ClosedLoopError(f"{out}: is the run log itself; give another output path")
     if out.exists() and not args.overwrite:
         raise ClosedLoopError(f"{out}: exists; give --overwrite or another output path")
-    written = export(args.log, out)
+    try:
+        written = export(args.log, out)
+    except OSError as exc:
+        raise ClosedLoopError(f"{out}: cannot write ({exc.strerror or exc})") from None
     print(f"wrote {written['path']}: {written['trials']} trials, {written['spikes']} spikes, "
           f"stimuli: {written['stimuli']}")
     return 0

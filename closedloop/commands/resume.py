@@ -13,15 +13,17 @@ def execute(args) -> int:
     from closedloop import protocol as protocol_module
     from closedloop.analysis import report_run
     from closedloop.recording import open_run
+    from closedloop.recording.writer import lock, unlock
 
     path = Path(args.log)
     with open_run(path) as run:
         status, text = run.status, run.protocol
+    unlock(path, lock(path))  # refuse a run that is still being written
     if status == "complete":
         raise ClosedLoopError(f"{path}: the run is already complete; nothing to resume")
     protocol = protocol_module.parse(text, f"{path} (its protocol)")
     experiment = protocol.experiment_cls(protocol)
-    if not hasattr(experiment, "_resume"):
+    if not experiment.resumable:
         raise ClosedLoopError(f"{path}: runs of kind {protocol.kind!r} cannot be resumed; run them again")
     summary = experiment.run(path, progress=not args.quiet, resume=True)
     report_run(path, summary, echo=print)

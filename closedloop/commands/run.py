@@ -48,8 +48,9 @@ def execute(args) -> int:
     summary = experiment.run(out, progress=not args.quiet)
     experiment.report(out, summary, echo=print)
     if summary.get("status") == "interrupted":
-        print(f"interrupted after {summary.get('presentations', 0)} presentations; "
-              f"continue with: closedloop resume {out}")
+        again = (f"continue with: closedloop resume {out}" if experiment.resumable
+                 else f"run it again to redo it: closedloop run {args.protocol}")
+        print(f"interrupted after {summary.get('presentations', 0)} presentations; {again}")
     return 0 if summary.get("status") != "failed" else 1
 
 

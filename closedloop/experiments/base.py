@@ -26,6 +26,7 @@ class Experiment:
     Config: ClassVar[type[Settings]] = ExperimentSettings
     roles: ClassVar[tuple[str, ...]] = ("neuron", "space", "optimizer")
     optional_roles: ClassVar[tuple[str, ...]] = ()
+    resumable: ClassVar[bool] = False  # `closedloop resume` can continue it from its log
     # True for a kind that writes a directory of logs it resumes into (a sweep), not one log
     writes_directory: ClassVar[bool] = False
 

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from closedloop.component import Settings
-from closedloop.errors import ClosedLoopError
+from closedloop.errors import ClosedLoopError, ProtocolError
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
 from closedloop.recording.writer import PHASES, RunWriter
@@ -42,7 +42,8 @@ class Retest(Settings):
 
 class EvolveSettings(ExperimentSettings):
     generations: int | None = Field(30, ge=1, description="stop after this many generations")
-    budget: int | None = Field(None, ge=1, description="stop before exceeding this many presentations")
+    budget: int | None = Field(None, ge=1, description="stop before the search exceeds this many presentations "
+                               "(reference and re-test presentations come on top)")
     repeats: int = Field(1, ge=1, description="presentations of each stimulus per generation")
     aggregate: str = Field("mean", pattern="^(mean|median)$", description="how repeats become one score")
     seed_stimuli: SeedStimuli | None = None
@@ -60,14 +61,23 @@ class EvolveSettings(ExperimentSettings):
 class Evolve(Experiment):
     Config = EvolveSettings
     optional_roles = ("optimizer",)
+    resumable = True
 
     def __init__(self, protocol):
         super().__init__(protocol)
         if self.optimizer is None:
             self.optimizer = self._default_optimizer(protocol)
+        if self.total_generations() == 0:
+            per_generation = self.optimizer.popsize * self.settings.repeats
+            raise ProtocolError(f"{protocol.source}: budget: {self.settings.budget} presentations are fewer than one "
+                                f"generation ({self.optimizer.popsize} stimuli x {self.settings.repeats} repeats = "
+                                f"{per_generation})")
         seeds = self.settings.seed_stimuli
         self.injected = seed_latents(seeds, self.space, protocol.source) if seeds else None
-        if self.injected is not None and len(self.injected) > self.optimizer.popsize:
+        if self.injected is not None:
+            if not self.optimizer.learns_from_any_stimulus:
+                raise ProtocolError(f"{protocol.source}: seed_stimuli: optimizer {self.optimizer.kind!r} searches from "
+                                    f"its own starting point and cannot start from given stimuli")
             self.injected = self.injected[: self.optimizer.popsize]
         reference = self.settings.reference
         self.references = self.space.sample(np.random.default_rng([self.settings.seed, 99]), reference.count) \
@@ -94,8 +104,10 @@ class Evolve(Experiment):
         return total
 
     def _ask(self, generation: int) -> np.ndarray:
+        seeding = generation == 0 and self.injected is not None
+        proposed = seeding and self.optimizer.inject(self.injected)
         z = np.array(self.optimizer.ask(), dtype=np.float64)
-        if generation == 0 and self.injected is not None:
+        if seeding and not proposed:
             z[: len(self.injected)] = self.injected
         return z
 

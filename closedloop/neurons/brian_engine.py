@@ -204,6 +204,7 @@ class NumpySimulator:
     def run(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
         import brian2 as b2
 
+        b2.prefs.core.stop_on_keyboard_interrupt = False  # Ctrl-C is the experiment's: it stops after the generation
         b2.prefs.codegen.target = "numpy"
         b2.prefs.logging.std_redirection = False
         group, monitor, namespace = _network(self.layout, b2)
@@ -242,6 +243,7 @@ class StandaloneSimulator:
         import brian2 as b2
         from brian2.devices.device import all_devices
 
+        b2.prefs.core.stop_on_keyboard_interrupt = False
         previous = b2.get_device()
         standalone = all_devices["cpp_standalone"]
         b2.set_device(standalone, build_on_run=False, directory=str(self.project))
@@ -273,7 +275,9 @@ class StandaloneSimulator:
             args.append(f"cells.{name}={path}")
         args += [f"cells.noise_sigma={inputs.noise_sigma!r}", f"cells.noise_seed={int(inputs.seed)}"]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.layout.threads), "OMP_WAIT_POLICY": "passive"}
-        done = subprocess.run(args, cwd=self.project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its own session: a Ctrl-C meant for the experiment must not kill the simulation in flight
+        done = subprocess.run(args, cwd=self.project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
         if done.returncode:
             raise RuntimeError(f"Brian2 standalone run failed in {self.project}: "
                                f"{done.stderr.decode(errors='replace').strip()[-300:]}")

@@ -14,6 +14,9 @@ from closedloop.component import Component
 class Optimizer(Component):
     # names of the numbers status() returns, fixed before the run so the log can hold them
     status_columns: tuple[str, ...] = ()
+    # learns from any stimulus it is told about, not only from those it asked for, so seed
+    # stimuli can take the place of some of its first proposals
+    learns_from_any_stimulus: bool = True
 
     def __init__(self, config, seed: int, space, neuron=None):
         super().__init__(config, seed)
@@ -27,6 +30,11 @@ class Optimizer(Component):
     def tell(self, z: np.ndarray, scores: np.ndarray) -> None:
         """The aggregated response of each vector that ask() returned."""
         raise NotImplementedError
+
+    def inject(self, z: np.ndarray) -> bool:
+        """Make the next ask() propose these latent vectors first, if the optimizer has its own
+        way to (True); else the experiment puts them in place of its first proposals (False)."""
+        return False
 
     def recommend(self) -> np.ndarray:
         """(dim,) the optimizer's own best estimate of the preferred stimulus."""

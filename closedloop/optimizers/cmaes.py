@@ -38,6 +38,10 @@ class CMAES(Optimizer):
         self.es = cma.CMAEvolutionStrategy(x0, config.sigma0, options)
         self.popsize = self.es.popsize
 
+    def inject(self, z):
+        self.es.inject(list(np.asarray(z, dtype=np.float64)), force=True)
+        return True
+
     def ask(self):
         return np.asarray(self.es.ask())
 

@@ -24,6 +24,7 @@ class FiniteDifferenceSettings(Settings):
 @register("optimizer", "finite_difference")
 class FiniteDifference(Optimizer):
     Config = FiniteDifferenceSettings
+    learns_from_any_stimulus = False  # its probes / its ascent start from its own point
     status_columns = ("gradient_norm",)
 
     def __init__(self, config, seed, space, neuron=None):

@@ -56,6 +56,7 @@ def frequency_weighted_power(images: torch.Tensor) -> torch.Tensor:
 @register("optimizer", "gradient_ascent")
 class GradientAscent(Optimizer):
     Config = GradientAscentSettings
+    learns_from_any_stimulus = False  # its probes / its ascent start from its own point
     status_columns = ("gradient_norm", "ascent_value")
 
     def __init__(self, config, seed, space, neuron=None):

@@ -13,6 +13,7 @@ The protocol text is the file's notes and the resolved configuration its data_co
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -98,8 +99,13 @@ def export(run_path, nwb_path) -> dict:
             written["spikes"] = int(len(spikes))
         written["stimuli"] = _stimuli(nwb, run, table, starts, H5DataIO, TimeSeries)
         nwb_path.parent.mkdir(parents=True, exist_ok=True)
-        with NWBHDF5IO(str(nwb_path), "w") as io:
-            io.write(nwb)
+        partial = nwb_path.with_name(f".{nwb_path.name}.part")  # a file at nwb_path is always whole
+        try:
+            with NWBHDF5IO(str(partial), "w") as io:
+                io.write(nwb)
+            os.replace(partial, nwb_path)
+        finally:
+            partial.unlink(missing_ok=True)
     return {"path": str(nwb_path), **written}
 
 

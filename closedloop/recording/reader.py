@@ -72,11 +72,8 @@ class Run:
             self.file.close()
 
     def refresh(self):
-        for dataset in self.file.values():
-            if isinstance(dataset, h5py.Group):
-                for item in dataset.values():
-                    if isinstance(item, h5py.Dataset):
-                        item.refresh()
+        """See what a writer appended since the log was opened (SWMR)."""
+        self.file.visititems(lambda name, item: item.refresh() if isinstance(item, h5py.Dataset) else None)
         self.__dict__.pop("trials", None)
         self.__dict__.pop("generations", None)
 
@@ -123,10 +120,10 @@ class Run:
     def trials(self) -> pd.DataFrame:
         """One row per presentation, in presentation order."""
         group = self.file["trials"]
-        n = min(group[name].shape[0] for name in group if isinstance(group[name], h5py.Dataset))
-        table = {name: self._read(f"trials/{name}")[:n] for name in group if isinstance(group[name], h5py.Dataset)}
-        for name in group.get("state", {}):
-            table[name] = self._read(f"trials/state/{name}")[:n]
+        paths = [f"trials/{name}" for name in group if isinstance(group[name], h5py.Dataset)]
+        paths += [f"trials/state/{name}" for name in group.get("state", {})]
+        n = min(self.file[path].shape[0] for path in paths)  # a batch may be half-appended while written
+        table = {path.rsplit("/", 1)[1]: self._read(path)[:n] for path in paths}
         frame = pd.DataFrame(table)
         frame["phase"] = pd.Categorical.from_codes(frame["phase"], categories=list(PHASES))
         return frame
@@ -135,7 +132,9 @@ class Run:
     def generations(self) -> pd.DataFrame:
         group = self.file["generations"]
         columns = [name for name in group if group[name].ndim == 1]
-        n = min(group[name].shape[0] for name in columns)
+        # a generation counts once all its rows are in: its summary, recommendation and saved state
+        per_generation = [group[name] for name in group] + list(self.file.get("state", {}).values())
+        n = min(dataset.shape[0] for dataset in per_generation)
         return pd.DataFrame({name: self._read(f"generations/{name}")[:n] for name in columns})
 
     @property

@@ -23,6 +23,7 @@ Layout (every object is an array, number or text; no pickles):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -33,6 +34,7 @@ import h5py
 import numpy as np
 
 import closedloop
+from closedloop.errors import ClosedLoopError
 
 FORMAT = "closedloop-run"
 FORMAT_VERSION = 1
@@ -58,6 +60,30 @@ def _resizable(group, name, dtype, shape=(), compress=False):
     )
 
 
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+def lock(path: Path) -> int:
+    """Hold an exclusive lock beside the log while writing it, so no second process (a resume of
+    a run that is still going, say) writes it too. The OS drops the lock when a writer dies."""
+    fd = os.open(_lock_path(path), os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ClosedLoopError(f"{path}: is being written by another closedloop process; wait for it or stop it") from None
+    return fd
+
+
+def unlock(path: Path, fd: int) -> None:
+    try:
+        _lock_path(path).unlink()
+    except FileNotFoundError:
+        pass
+    os.close(fd)
+
+
 def _append(dataset, values):
     values = np.asarray(values, dtype=dataset.dtype)
     start = dataset.shape[0]
@@ -76,6 +102,7 @@ class RunWriter:
                  neuron_arrays: dict[str, np.ndarray] | None = None, created: str | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = lock(self.path)
         # built under a temporary name and renamed once in SWMR mode, so that a log that exists
         # is always readable and resumable, however early its writer is killed
         building = self.path.with_name(f".{self.path.name}.part")
@@ -135,6 +162,7 @@ class RunWriter:
         """Continue appending to a log that was closed cleanly (see copy_complete_generations)."""
         self = cls.__new__(cls)
         self.path = Path(path)
+        self.lock = lock(self.path)
         self.file = h5py.File(self.path, "a", libver="latest")
         self.file["status"][0] = STATUS["running"]
         self._start()
@@ -212,3 +240,4 @@ class RunWriter:
             self.file["status"][0] = STATUS[status]
             self.file.flush()
             self.file.close()
+            unlock(self.path, self.lock)
