@@ -8,12 +8,16 @@ and prints the best response each reached after 1,000 and 3,000 presentations as
 the white-box optimum (goal: >= 0.9 at 3,000). Everything runs through the ordinary evolve
 loop and its run log, in one run of this script:
 
-    PYTHONPATH=$PWD python benchmarks/whitebox_fraction.py [--seed 0] [--budget 3000]
+    PYTHONPATH=$PWD python benchmarks/whitebox_fraction.py [--seeds 0 1 2] [--budget 3000]
+
+With several seeds each seed has its own white-box optimum and runs; the summary prints each
+fraction per seed and their median.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +34,13 @@ SPACES = {
 UNITS = [("digits", "class3"), ("face", "face_probability"), ("face", "face_logit")]
 WHITE_BOX = {"kind": "gradient_ascent", "popsize": 4, "steps": 10, "learning_rate": 0.1}
 # CMA-ES as in protocols/face-cell.yaml (pycma's population, a bold first step: the rendering
-# fixes the contrast, so only the latent's direction matters); the genetic algorithm as it comes
-BLACK_BOX = {"cmaes": {"kind": "cmaes", "sigma0": 10}, "genetic": {"kind": "genetic", "popsize": 20}}
+# fixes the contrast, so only the latent's direction matters); the same with a smaller
+# population (more generations in the budget); CMA-ES searching directions on a sphere
+# (closedloop/optimizers/cmaes.py); the genetic algorithm as it comes
+BLACK_BOX = {"cmaes": {"kind": "cmaes", "sigma0": 10},
+             "cmaes-10": {"kind": "cmaes", "sigma0": 10, "popsize": 10},
+             "cmaes-sph": {"kind": "cmaes", "sigma0": 0.3, "sphere": True},
+             "genetic": {"kind": "genetic", "popsize": 20}}
 
 
 def run(model, unit, optimizer, seed, directory, **stop) -> tuple:
@@ -52,32 +61,43 @@ def best_after(generations, presentations: int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=3000)
     parser.add_argument("--whitebox-generations", type=int, default=60)
     args = parser.parse_args()
     checkpoints = [c for c in (1000, args.budget) if c <= args.budget]
-    header = f"{'unit':<24}{'optimizer':<10}" + "".join(f"{'best@' + str(c):>12}{'fraction':>10}" for c in checkpoints)
-    rows = []
+    header = f"{'unit':<24}{'optimizer':<10}{'seed':>5}" + "".join(f"{'best@' + str(c):>12}{'fraction':>10}" for c in checkpoints)
+    rows, fractions = [], {}
     with tempfile.TemporaryDirectory() as directory:
-        for model, unit in UNITS:
-            generations, seconds = run(model, unit, WHITE_BOX, args.seed, directory,
-                                       generations=args.whitebox_generations)
-            optimum = float(generations["best"].max())
-            rows.append(f"{model + ' ' + unit:<24}{'white-box':<10}{optimum:>12.6g}{1.0:>10.3f}"
-                        f"   ({int(generations['presentations'].iloc[-1])} presentations, "
-                        f"{args.whitebox_generations * WHITE_BOX['steps'] * WHITE_BOX['popsize']} gradients, {seconds:.0f} s)")
-            print(rows[-1], flush=True)
-            for name, optimizer in BLACK_BOX.items():
-                generations, seconds = run(model, unit, optimizer, args.seed, directory, budget=args.budget)
-                cells = "".join(f"{best_after(generations, c):>12.6g}{best_after(generations, c) / optimum:>10.3f}"
-                                for c in checkpoints)
-                rows.append(f"{model + ' ' + unit:<24}{name:<10}{cells}   ({seconds:.0f} s)")
+        for seed in args.seeds:
+            for model, unit in UNITS:
+                label = f"{model} {unit}"
+                generations, seconds = run(model, unit, WHITE_BOX, seed, directory,
+                                           generations=args.whitebox_generations)
+                optimum = float(generations["best"].max())
+                rows.append(f"{label:<24}{'white-box':<10}{seed:>5}{optimum:>12.6g}{1.0:>10.3f}"
+                            f"   ({int(generations['presentations'].iloc[-1])} presentations, "
+                            f"{args.whitebox_generations * WHITE_BOX['steps'] * WHITE_BOX['popsize']} gradients, {seconds:.0f} s)")
                 print(rows[-1], flush=True)
+                for name, optimizer in BLACK_BOX.items():
+                    generations, seconds = run(model, unit, optimizer, seed, directory, budget=args.budget)
+                    reached = [best_after(generations, c) for c in checkpoints]
+                    fractions.setdefault((label, name), []).append([r / optimum for r in reached])
+                    cells = "".join(f"{r:>12.6g}{r / optimum:>10.3f}" for r in reached)
+                    rows.append(f"{label:<24}{name:<10}{seed:>5}{cells}   ({seconds:.0f} s)")
+                    print(rows[-1], flush=True)
     print()
     print(header)
     print("\n".join(rows))
-
+    if len(args.seeds) > 1:
+        print()
+        print(f"{'unit':<24}{'optimizer':<10}" + "".join(f"{'fraction@' + str(c) + ' per seed':>34}{'median':>8}" for c in checkpoints))
+        for (label, name), values in fractions.items():
+            cells = ""
+            for i in range(len(checkpoints)):
+                column = [v[i] for v in values]
+                cells += f"{' '.join(f'{x:.2f}' for x in column):>34}{statistics.median(column):>8.3f}"
+            print(f"{label:<24}{name:<10}{cells}")
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,12 @@ import numpy as np
 from closedloop.component import Component
 
 
+def onto_sphere(z: np.ndarray, radius: float) -> np.ndarray:
+    """Rows of z scaled to the given norm (a zero row stays zero)."""
+    norms = np.linalg.norm(z, axis=-1, keepdims=True)
+    return np.divide(z * radius, norms, out=np.zeros_like(z), where=norms > 0)
+
+
 class Optimizer(Component):
     # names of the numbers status() returns, fixed before the run so the log can hold them
     status_columns: tuple[str, ...] = ()

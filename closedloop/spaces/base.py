@@ -15,6 +15,9 @@ class StimulusSpace(Component):
     stimulus_shape: tuple[int, ...] = ()
     modality: str = "image"
     sample_rate: int | None = None
+    # True when render(c * z) == render(z) for every c > 0 (e.g. a fixed contrast after a linear
+    # map): only the latent's direction matters, and optimizers may keep latents on a sphere
+    scale_invariant: bool = False
 
     def render(self, z: np.ndarray) -> np.ndarray:
         """(n, dim) latent vectors -> (n, *stimulus_shape) stimuli."""

@@ -36,6 +36,7 @@ class ColorSettings(Settings):
 
 class ColorImageSpace(StimulusSpace):
     modality = "image"
+    scale_invariant = True  # linear_torch is linear in z, then the contrast is fixed
     Config = ColorSettings
 
     def __init__(self, config, seed):

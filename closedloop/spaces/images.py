@@ -31,6 +31,7 @@ def fix_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
 
 class ImageSpace(StimulusSpace):
     modality = "image"
+    scale_invariant = True  # the rendering is linear in z, then fixes the contrast
 
     def __init__(self, config, seed):
         super().__init__(config, seed)
