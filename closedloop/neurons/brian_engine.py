@@ -274,7 +274,7 @@ class StandaloneSimulator:
             np.ascontiguousarray(values, dtype=np.float64).tofile(path)
             args.append(f"cells.{name}={path}")
         args += [f"cells.noise_sigma={inputs.noise_sigma!r}", f"cells.noise_seed={int(inputs.seed)}"]
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.layout.threads), "OMP_WAIT_POLICY": "passive"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.layout.threads), "OMP_WAIT_POLICY": "active" if self.layout.threads > 1 else "passive"}
         # its own session: a Ctrl-C meant for the experiment must not kill the simulation in flight
         done = subprocess.run(args, cwd=self.project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               start_new_session=True)
