@@ -99,7 +99,7 @@ def export(run_path, nwb_path) -> dict:
             written["spikes"] = int(len(spikes))
         written["stimuli"] = _stimuli(nwb, run, table, starts, H5DataIO, TimeSeries)
         nwb_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = nwb_path.with_name(f".{nwb_path.name}.part")  # a file at nwb_path is always whole
+        partial = nwb_path.with_name(f".{nwb_path.stem}.part.nwb")  # a file at nwb_path is always whole
         try:
             with NWBHDF5IO(str(partial), "w") as io:
                 io.write(nwb)
