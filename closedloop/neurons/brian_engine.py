@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -149,7 +150,7 @@ class Layout:
     def key(self) -> str:
         import brian2
 
-        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, _CPP_EXP, "v3"])
+        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, _CPP_EXP, "v4"])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -254,8 +255,13 @@ class StandaloneSimulator:
             group, monitor, namespace = _network(self.layout, b2)
             network = b2.Network(group, monitor)
             network.run(self.layout.window_ms * b2.ms, namespace=namespace)
+            from brian2.codegen.cpp_prefs import get_compiler_and_args
+
             with _compiler_output_to(self.project.parent / f"{self.project.name}.log"):
-                standalone.build(run=False, directory=str(self.project), with_output=False)
+                standalone.build(compile=False, run=False, directory=str(self.project), with_output=False)
+                for source in (self.project / "code_objects").glob("cells_spike_thresholder_codeobject*.cpp"):
+                    source.write_text(split_threshold_loop(source.read_text()))
+                standalone.compile_source(str(self.project), get_compiler_and_args()[0], False, False)
             names = {}
             names["spikes.i"] = standalone.get_array_filename(monitor.variables["i"])
             names["spikes.t"] = standalone.get_array_filename(monitor.variables["t"])
@@ -285,6 +291,26 @@ class StandaloneSimulator:
         index = np.fromfile(work / files["spikes.i"], dtype=np.int32).astype(np.int64)
         times = np.fromfile(work / files["spikes.t"], dtype=np.float64)
         return index, times
+
+
+_FIRE_BLOCK = re.compile(r"\n([ \t]*)if\(_cond\) \{\n(?P<body>(?:.*\n)*?)[ \t]*\}\n[ \t]*\}\n")
+
+
+def split_threshold_loop(code: str) -> str:
+    """Brian2's thresholder tests each cell and appends it to the spike list in one loop, which the
+    compiler cannot vectorise (the append is sequential), so the hash and exp of the escape noise
+    ran scalar. Split it: a vectorisable loop that stores each cell's condition, then a cheap scan
+    that appends. Same spikes in the same order; code that does not have the expected shape is
+    left as it is."""
+    match = _FIRE_BLOCK.search(code)
+    if (match is None or code.count("if(_cond)") != 1 or "_count++" not in match.group("body")
+            or code.count("    long _count = 0;\n") != 1):
+        return code
+    split = (f"\n{match.group(1)}_closedloop_fire[_idx] = _cond;\n    }}\n"
+             f"    for(size_t _idx=0; _idx<N; _idx++)\n    {{\n"
+             f"        if(_closedloop_fire[_idx]) {{\n{match.group('body')}        }}\n    }}\n")
+    code = code[:match.start()] + split + code[match.end():]
+    return code.replace("    long _count = 0;\n", "    static char _closedloop_fire[N];\n    long _count = 0;\n", 1)
 
 
 @contextmanager
