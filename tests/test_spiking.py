@@ -2,11 +2,13 @@
 curve, tuning, phase invariance, centre-surround preference, adaptation, drift, variability,
 determinism. Real Brian2 (runtime numpy mode; one slow test builds the standalone binary)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from closedloop.errors import ProtocolError
-from closedloop.neurons.brian_engine import Inputs, Layout, noise_normal_numpy, simulate
+from closedloop.neurons.brian_engine import Inputs, Layout, noise_normal_numpy, simulate, simulator, standalone_size
 from closedloop.neurons.brian_models import LIFSettings, cell_model, parse_quantity
 from closedloop.neurons.spiking import SpikingCell, SpikingSettings
 
@@ -188,6 +190,10 @@ def test_standalone_binary_gives_the_same_spikes_as_runtime_mode():
     assert len(compiled[0]) == 50
     assert np.abs(compiled[0] - runtime[0]).sum() <= 2  # -ffast-math may flip a rare threshold crossing
     assert compiled[0].sum() > 80
+    # the thresholder's loop was split for vectorisation (a Brian2 upgrade could silently skip it)
+    project = simulator(replace(layout, n=standalone_size(50)), "standalone").project
+    sources = [path.read_text() for path in (project / "code_objects").glob("cells_spike_thresholder_codeobject*.cpp")]
+    assert sources and all("_closedloop_fire[_idx] = _cond;" in text for text in sources)
 
 
 def test_dnn_unit_front_end_drives_the_cell():

@@ -150,7 +150,7 @@ class Layout:
     def key(self) -> str:
         import brian2
 
-        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, _CPP_EXP, "v4"])
+        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, _CPP_EXP, "v6"])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -293,6 +293,7 @@ class StandaloneSimulator:
         return index, times
 
 
+_LOOP_START = "    long _count = 0;\n    for(size_t _idx=0; _idx<N; _idx++)\n"
 _FIRE_BLOCK = re.compile(r"\n([ \t]*)if\(_cond\) \{\n(?P<body>(?:.*\n)*?)[ \t]*\}\n[ \t]*\}\n")
 
 
@@ -304,13 +305,20 @@ def split_threshold_loop(code: str) -> str:
     left as it is."""
     match = _FIRE_BLOCK.search(code)
     if (match is None or code.count("if(_cond)") != 1 or "_count++" not in match.group("body")
-            or code.count("    long _count = 0;\n") != 1):
+            or code.count(_LOOP_START) != 1):
         return code
+    # the scan reads 8 flags at a time (spikes are rare); the 8 padding flags stay 0
     split = (f"\n{match.group(1)}_closedloop_fire[_idx] = _cond;\n    }}\n"
-             f"    for(size_t _idx=0; _idx<N; _idx++)\n    {{\n"
+             f"    for(size_t _base=0; _base<N; _base+=8)\n    {{\n"
+             f"        uint64_t _word;\n"
+             f"        __builtin_memcpy(&_word, _closedloop_fire + _base, 8);\n"
+             f"        if(!_word) continue;\n"
+             f"        for(size_t _idx=_base; _idx<_base+8; _idx++)\n"
              f"        if(_closedloop_fire[_idx]) {{\n{match.group('body')}        }}\n    }}\n")
     code = code[:match.start()] + split + code[match.end():]
-    return code.replace("    long _count = 0;\n", "    static char _closedloop_fire[N];\n    long _count = 0;\n", 1)
+    # with OpenMP (threads > 1) the vector loop is shared like Brian2's state update; without, the pragma is ignored
+    return code.replace(_LOOP_START, "    static char _closedloop_fire[N + 8];\n    long _count = 0;\n"
+                        "    #pragma omp parallel for schedule(static)\n    for(size_t _idx=0; _idx<N; _idx++)\n", 1)
 
 
 @contextmanager
