@@ -152,11 +152,9 @@ class Run:
         data = self.file["stimuli/rendered"]
         if index is None:
             return data[()]
-        index = np.atleast_1d(index)
-        order = np.argsort(index)
-        out = np.empty((len(index), *data.shape[1:]), dtype=data.dtype)
-        out[order] = data[np.sort(index)] if len(np.unique(index)) == len(index) else np.stack([data[i] for i in index[order]])
-        return out
+        # HDF5 reads rows by increasing, distinct index: read those, then put them in the asked order
+        unique, inverse = np.unique(np.atleast_1d(index), return_inverse=True)
+        return data[unique][inverse]
 
     def spike_times(self, trial: int) -> np.ndarray:
         start = int(self.file["trials/spike_start"][trial])
