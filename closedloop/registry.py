@@ -11,12 +11,13 @@ import difflib
 import importlib
 import pkgutil
 
-ROLES = ("neuron", "space", "optimizer", "experiment")
+ROLES = ("neuron", "space", "optimizer", "experiment", "judge")
 _PACKAGES = {
     "neuron": "closedloop.neurons",
     "space": "closedloop.spaces",
     "optimizer": "closedloop.optimizers",
     "experiment": "closedloop.experiments",
+    "judge": "closedloop.judges",
 }
 _TABLES: dict[str, dict[str, type]] = {role: {} for role in ROLES}
 _loaded: set[str] = set()

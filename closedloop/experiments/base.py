@@ -71,7 +71,7 @@ class Experiment:
             response_unit=neuron.response_unit, state_columns=neuron.state_columns,
             status_columns=self.optimizer.status_columns if self.optimizer else (),
             state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
-            neuron_arrays=neuron.ground_truth(), created=created)
+            neuron_arrays=neuron.ground_truth(), created=created, claim=neuron.claim)
 
     @contextmanager
     def stop_on_interrupt(self):

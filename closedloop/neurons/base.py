@@ -47,6 +47,9 @@ class Neuron(Component):
     state_columns: ClassVar[tuple[str, ...]] = ()
     receptive_field: np.ndarray | None = None
     response_unit: str = "spikes"
+    # what the unit is said to detect, for independent judges (closedloop/judges): ("face", None),
+    # ("digit", 3), ("word", "yes"), ("pitch", 440.0); None for a cell that names no category
+    claim: tuple | None = None
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         raise NotImplementedError

@@ -144,6 +144,8 @@ class DNNUnit(Neuron):
                     spec = model.unit(config.unit or model.default_unit)
                 except ValueError as exc:
                     raise ValueError(f"unit: {exc}") from None
+                if (layer, channel, position) == (None, None, None):
+                    self.claim = spec.claim
                 layer = spec.layer if layer is None else layer
                 channel = spec.channel if channel is None else channel
                 position = spec.position if position is None else position

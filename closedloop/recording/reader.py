@@ -112,6 +112,16 @@ class Run:
     def response_unit(self) -> str:
         return str(self.file.attrs.get("response_unit", ""))
 
+    @property
+    def claim(self) -> tuple | None:
+        """What the unit is said to detect, e.g. ("digit", 3), for independent judges; None if nothing."""
+        text = str(self.file.attrs.get("claim", ""))
+        try:
+            value = json.loads(text) if text else None
+        except ValueError:
+            raise LogError(f"{self.path}: damaged run log: unreadable 'claim' attribute") from None
+        return tuple(value) if isinstance(value, list) and len(value) == 2 else None
+
     @cached_property
     def config(self) -> dict[str, dict]:
         return {role: json.loads(text) for role, text in self.file["config"].attrs.items()}

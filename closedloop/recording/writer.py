@@ -3,7 +3,8 @@
 Layout (every object is an array, number or text; no pickles):
 
 /                     attrs: format, format_version, package_version, protocol (YAML text), seed,
-                      kind, created, modality, stimulus_shape, sample_rate, response_unit
+                      kind, created, modality, stimulus_shape, sample_rate, response_unit,
+                      claim (JSON [category, value], what the unit is said to detect, or "")
 /config               attrs: neuron, space, optimizer, experiment: resolved configuration, JSON
 /status               int8 [1]: 0 running, 1 complete, 2 interrupted, 3 failed
 /neuron/<name>        ground truth the neuron knows (receptive_field, ...)
@@ -99,7 +100,8 @@ class RunWriter:
                  dim: int, stimulus_shape: tuple[int, ...], modality: str, response_unit: str,
                  state_columns=(), status_columns=(), state_shapes: dict[str, int] | None = None,
                  record_rendered: bool = True, sample_rate: int | None = None,
-                 neuron_arrays: dict[str, np.ndarray] | None = None, created: str | None = None):
+                 neuron_arrays: dict[str, np.ndarray] | None = None, created: str | None = None,
+                 claim: tuple | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = lock(self.path)
@@ -114,6 +116,7 @@ class RunWriter:
             "created": created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "modality": modality, "stimulus_shape": np.asarray(stimulus_shape, dtype=np.int64),
             "sample_rate": sample_rate or 0, "response_unit": response_unit,
+            "claim": json.dumps(list(claim)) if claim else "",
         })
         config = f.create_group("config")
         for role, value in configs.items():

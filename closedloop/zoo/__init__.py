@@ -15,7 +15,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -28,6 +28,9 @@ class UnitSpec:
     channel: int  # channel index on axis 1 of that layer's output
     position: tuple[int, ...] | None = None  # None = mean over remaining (spatial/temporal) axes
     description: str = ""
+    # what the unit is said to detect, for independent judges: ("face", None), ("digit", 3),
+    # ("word", "yes"), ("pitch", 440.0); None when it names no category
+    claim: tuple[str, Any] | None = None
 
 
 @dataclass

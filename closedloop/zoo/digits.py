@@ -127,7 +127,7 @@ def build() -> ZooModel:
     net = trained_net()
     _, _, x_test, y_test = dataset()
     test_accuracy = accuracy(net, x_test, y_test)
-    units = {f"class{k}": UnitSpec("", k, None, f"logit of digit {k}") for k in range(10)}
+    units = {f"class{k}": UnitSpec("", k, None, f"logit of digit {k}", ("digit", k)) for k in range(10)}
     for layer, channels in (("conv1", 16), ("conv2", 32)):
         units.update(channel_units(layer, channels, "pre-ReLU, mean over the 8x8 map"))
     return ZooModel(

@@ -76,8 +76,8 @@ def build() -> ZooModel:
     net.eval()
     lfw = lfw_selectivity(net)
     units = {
-        "face_probability": UnitSpec("", 0, None, "O-Net probability that the 48x48 crop is a face"),
-        "face_logit": UnitSpec("", 1, None, "O-Net log-odds face vs background"),
+        "face_probability": UnitSpec("", 0, None, "O-Net probability that the 48x48 crop is a face", ("face", None)),
+        "face_logit": UnitSpec("", 1, None, "O-Net log-odds face vs background", ("face", None)),
     }
     for layer, channels in CONV_CHANNELS.items():
         units.update(channel_units(layer, channels, "pre-PReLU, mean over the map"))

@@ -82,7 +82,8 @@ class Crepe(nn.Module):
 
 def _bin_unit(k: int, label: str = "") -> UnitSpec:
     text = f"pitch bin {k} ({bin_frequency(k):.1f} Hz)"
-    return UnitSpec("", k, None, f"{label} -> {text}" if label else text + ", mean over frames")
+    return UnitSpec("", k, None, f"{label} -> {text}" if label else text + ", mean over frames",
+                    ("pitch", round(float(bin_frequency(k)), 2)))
 
 
 def _resolve_frequency(name: str) -> UnitSpec | None:

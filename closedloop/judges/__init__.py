@@ -1,0 +1,10 @@
+"""Independent judges: what a hallucination *is*, by a verdict that shares nothing with the network.
+
+A unit of a network says what it detects (its `claim`, e.g. ("face", None), ("digit", 3),
+("word", "yes"), ("pitch", 440.0)); the analysis asks every judge registered for that claim's
+category about the best stimuli. The search never sees a judge.
+"""
+
+from closedloop.judges.base import Judge, Verdict
+
+__all__ = ["Judge", "Verdict"]
