@@ -75,11 +75,26 @@ def analyze(run, out_dir) -> dict:
         numbers["retest_best_stimulus"] = int(top)
         lines.append(f"re-test of the top {len(means)} stimuli ({int(means.loc[top, 'size'])} repeats each): best "
                      f"{means.loc[top, 'mean']:.3g} ± {means.loc[top, 'sem']:.2g} {unit} (mean ± s.e.m.)")
+    judged, judge_lines = _judge_best(run)
+    if judged:
+        numbers["judges"] = judged
+        lines += judge_lines
     if "rf_correlation" in numbers:
         lines.append(f"correlation of the best stimulus with the true receptive field: {numbers['rf_correlation']:.3f}")
     lines += audio_lines + [f"log: {run.path}", f"figure: {numbers['figure']}"]
     numbers["lines"] = lines
     return numbers
+
+
+def _judge_best(run, top: int = 8) -> tuple[dict, list[str]]:
+    """Independent judges' verdicts on the `top` stimuli with the highest mean response."""
+    from closedloop.analysis.judging import judge_stimuli
+
+    if run.claim is None:
+        return {}, []
+    means = run.stimulus_means()["mean"].sort_values(ascending=False, kind="stable")
+    best = np.sort(means.index[:top].to_numpy())
+    return judge_stimuli(run, rendered(run, best), f"best stimuli (top {len(best)} by mean response)")
 
 
 def _figure(run, generations, rf, images, per_generation, path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from closedloop.analysis.judging import judge_stimuli
 from closedloop.analysis.plots import plt, save, show_image
 
 
@@ -46,6 +47,12 @@ def analyze(run, out_dir) -> dict:
         numbers["rates"][source] = {"hits": hits, "n": int(len(responses)), "rate": rate, "low": low, "high": high}
         lines.append(f"{source}: {hits}/{len(responses)} above threshold = {rate:.3g} "
                      f"({confidence:.0%} CI {low:.3g} to {high:.3g})")
+    fooled = table[(table["response"] > threshold) & (table["source"] != "evolved")]
+    judged, judge_lines = judge_stimuli(run, run.rendered(fooled.index.to_numpy()[:64]) if len(fooled) else None,
+                                        "static stimuli past the threshold")
+    if judged:
+        numbers["judges"] = judged
+        lines += judge_lines
     numbers["figure"] = save(_figure(run, table, threshold, numbers["rates"], confidence), out_dir / "fooling.png")
     lines += [f"log: {run.path}", f"figure: {numbers['figure']}"]
     numbers["lines"] = lines
