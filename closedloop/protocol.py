@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from closedloop import registry
+from closedloop.component import KindOf
 from closedloop.errors import ProtocolError
 
 
@@ -121,15 +122,15 @@ def _validate(source: str, prefix: str, model: type, body: dict):
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model)}") from None
+        raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model, body)}") from None
 
 
-def _describe(error: dict, prefix: str, model: type) -> str:
+def _describe(error: dict, prefix: str, model: type, body: Any = None) -> str:
     loc = [str(part) for part in error["loc"]]
     path = ".".join([p for p in [prefix, *loc] if p]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        valid = _field_names(model, error["loc"][:-1])
+        valid = _field_names(model, error["loc"][:-1], body)
         close = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid fields: {', '.join(valid)}"
         return f"{path}: unknown field; {hint}"
@@ -141,11 +142,21 @@ def _describe(error: dict, prefix: str, model: type) -> str:
     return f"{path}: {message}"
 
 
-def _field_names(model: type, loc: tuple) -> list[str]:
+def _field_names(model: type, loc: tuple, body: Any = None) -> list[str]:
+    """The fields of the model at `loc`, following nested models and, for a field holding a kind
+    of another role (component.KindOf), the kind that the input names."""
     for part in loc:
         info = getattr(model, "model_fields", {}).get(part)
         if info is None:
             break
+        body = body.get(part) if isinstance(body, dict) else None
+        marker = next((m for m in info.metadata if isinstance(m, KindOf)), None)
+        if marker is not None:
+            try:
+                model = marker.config_class(body if isinstance(body, dict) else {})
+            except ValueError:
+                break
+            continue
         annotation = info.annotation
         nested = [a for a in getattr(annotation, "__args__", (annotation,)) if hasattr(a, "model_fields")]
         if not nested:

@@ -1,26 +1,37 @@
-"""Name -> class tables for the four roles and the experiment kinds.
+"""Name -> class tables for the roles: neurons, spaces, optimizers, experiments, judges, and the
+spiking neuron's front ends and cell models.
 
-A new neuron, space, optimizer or experiment is one new module in its package that decorates its
-class with `@register(role, name)`; the packages import their modules on first lookup, so
-neither the loop nor the protocol has to know the new name.
+A new kind is one module in its role's package that decorates its class with
+`@register("role", "name")`, written literally like that. A lookup imports only the module that
+defines the kind: the packages' sources are scanned for the decorator, never imported whole, so a
+run of a spiking cell never loads torch. Another package adds kinds through entry points, one
+group per role (`closedloop.neurons`, `closedloop.spaces`, ...: name = "package.module:Class").
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-import pkgutil
+import importlib.util
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
 
-ROLES = ("neuron", "space", "optimizer", "experiment", "judge")
-_PACKAGES = {
+# the order fixes each role's random stream (Protocol.role_seed): append, never reorder
+ROLES = ("neuron", "space", "optimizer", "experiment", "judge", "front_end", "cell")
+PACKAGES = {
     "neuron": "closedloop.neurons",
     "space": "closedloop.spaces",
     "optimizer": "closedloop.optimizers",
     "experiment": "closedloop.experiments",
     "judge": "closedloop.judges",
+    "front_end": "closedloop.neurons.front_ends",
+    "cell": "closedloop.neurons.cells",
 }
+ENTRY_POINT_GROUPS = {role: f"closedloop.{role}s" for role in ROLES}
+_DECORATOR = re.compile(r'^@register\(\s*"(\w+)"\s*,\s*"([\w.-]+)"\s*\)', re.MULTILINE)
 _TABLES: dict[str, dict[str, type]] = {role: {} for role in ROLES}
-_loaded: set[str] = set()
+_INDEX: dict[str, dict[str, str]] = {}  # role -> kind name -> "module" or "module:Class" (entry point)
 
 
 def register(role: str, name: str):
@@ -39,28 +50,42 @@ def register(role: str, name: str):
     return decorate
 
 
-def _load(role: str) -> None:
-    if role in _loaded:
-        return
-    package = importlib.import_module(_PACKAGES[role])
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{module.name}")
-    _loaded.add(role)
+def index(role: str) -> dict[str, str]:
+    """Where each kind of the role is defined, found without importing any kind's module."""
+    if role not in _INDEX:
+        found: dict[str, str] = {}
+        package = PACKAGES[role]
+        spec = importlib.util.find_spec(package)
+        for folder in spec.submodule_search_locations or ():
+            for source in sorted(Path(folder).glob("*.py")):
+                if source.name.startswith("_"):
+                    continue
+                for declared_role, name in _DECORATOR.findall(source.read_text(encoding="utf-8")):
+                    if declared_role == role:
+                        found[name] = f"{package}.{source.stem}"
+        for point in entry_points(group=ENTRY_POINT_GROUPS[role]):
+            found.setdefault(point.name, point.value)
+        _INDEX[role] = found
+    return _INDEX[role]
 
 
 def names(role: str) -> list[str]:
-    _load(role)
-    return sorted(_TABLES[role])
+    return sorted(set(index(role)) | set(_TABLES[role]))
 
 
 def lookup(role: str, name: str) -> type:
     """The class registered as `name`; KeyError with the closest names otherwise."""
-    _load(role)
-    try:
-        return _TABLES[role][name]
-    except KeyError:
-        raise KeyError(unknown_message(name, names(role))) from None
+    if name not in _TABLES[role]:
+        where = index(role).get(name)
+        if where is None:
+            raise KeyError(unknown_message(name, names(role)))
+        module, _, attribute = where.partition(":")
+        loaded = importlib.import_module(module)
+        if attribute:  # an entry point of another package: its class, registered under its entry name
+            register(role, name)(getattr(loaded, attribute))
+        if name not in _TABLES[role]:
+            raise KeyError(f"{module} does not register {role} kind {name!r}")
+    return _TABLES[role][name]
 
 
 def unknown_message(name: str, valid: list[str]) -> str:
