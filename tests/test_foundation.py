@@ -165,3 +165,17 @@ def test_quickstart_recovers_the_receptive_field(tmp_path, capsys):
     numbers = analyze(tmp_path / "q.h5")
     assert numbers["rf_correlation"] >= 0.8
     assert (tmp_path / "q" / "evolve.png").stat().st_size > 10_000
+
+
+def test_declared_capabilities_match_what_each_kind_implements():
+    """Spaces and neurons declare what they can do; the declaration must be true of the class."""
+    from closedloop.neurons.base import Neuron
+    from closedloop.spaces.base import StimulusSpace
+
+    for name in registry.names("space"):
+        cls = registry.lookup("space", name)
+        assert cls.can_encode == (cls.encode is not StimulusSpace.encode), name
+        assert cls.differentiable == (cls.render_torch is not StimulusSpace.render_torch), name
+    for name in registry.names("neuron"):
+        cls = registry.lookup("neuron", name)
+        assert cls.has_gradient == (cls.gradient is not Neuron.gradient), name

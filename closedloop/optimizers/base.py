@@ -18,6 +18,7 @@ def onto_sphere(z: np.ndarray, radius: float) -> np.ndarray:
 
 
 class Optimizer(Component):
+    popsize: int = 0  # latent vectors per ask(); every optimizer sets it in __init__
     # names of the numbers status() returns, fixed before the run so the log can hold them
     status_columns: tuple[str, ...] = ()
     # learns from any stimulus it is told about, not only from those it asked for, so seed
