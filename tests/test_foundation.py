@@ -1,10 +1,12 @@
 """The closed loop end to end: the Brian2 cell, the optimizers, the log, the protocol."""
 
 import numpy as np
+import yaml
 import pytest
 
 from closedloop import protocol, registry
 from closedloop.cli import main
+from closedloop.errors import ProtocolError
 from closedloop.neurons.spiking import SpikingCell
 from closedloop.recording import open_run
 from closedloop.spaces.images import FourierSpace, PixelSpace
@@ -58,12 +60,13 @@ def test_one_generation_is_one_simulation(monkeypatch):
     assert len(runs) == 1
 
 
-@pytest.mark.parametrize("name", ["cmaes", "genetic", "finite_difference", "random"])
+@pytest.mark.parametrize("name", ["cmaes", "genetic", "finite_difference", "random", "nevergrad"])
 def test_optimizer_improves_noisy_quadratic(name):
     space = FourierSpace(FourierSpace.Config(size=8, max_frequency=0.3), 0)
     target = np.random.default_rng(5).standard_normal(space.dim)
     cls = registry.lookup("optimizer", name)
     optimizer = cls(cls.Config(), 3, space)
+    optimizer.plan(60 * optimizer.popsize)
     noise = np.random.default_rng(0)
 
     def loss(z):
@@ -85,6 +88,7 @@ def test_optimizers_are_deterministic():
         runs = []
         for _ in range(2):
             optimizer = cls(cls.Config(), 7, space)
+            optimizer.plan(100)
             z = optimizer.ask()
             optimizer.tell(z, -np.sum(z**2, axis=1))
             runs.append(optimizer.ask())
@@ -179,3 +183,11 @@ def test_declared_capabilities_match_what_each_kind_implements():
     for name in registry.names("neuron"):
         cls = registry.lookup("neuron", name)
         assert cls.has_gradient == (cls.gradient is not Neuron.gradient), name
+
+
+def test_nevergrad_optimizer_names_are_checked_in_one_line():
+    data = yaml.safe_load(QUICK)
+    data["optimizer"] = {"kind": "nevergrad", "name": "NGopt"}
+    with pytest.raises(ProtocolError, match="optimizer: name: no nevergrad optimizer 'NGopt'; did you mean 'NGOpt'"):
+        p = protocol.from_dict(data, "q.yaml")
+        p.experiment_cls(p)

@@ -76,6 +76,7 @@ class Evolve(Experiment):
 
     def __init__(self, protocol):
         super().__init__(protocol)
+        self.optimizer.plan(self.total_generations() * self.optimizer.popsize)
         if self.total_generations() == 0:
             per_generation = self.optimizer.popsize * self.settings.repeats
             raise ProtocolError(f"{protocol.source}: budget: {self.settings.budget} presentations are fewer than one "

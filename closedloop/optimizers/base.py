@@ -30,6 +30,10 @@ class Optimizer(Component):
         self.space = space
         self.dim = space.dim
 
+    def plan(self, stimuli: int) -> None:
+        """How many stimuli the experiment will ask for at most, told before the first ask (for
+        optimizers that choose their strategy by the budget)."""
+
     def ask(self) -> np.ndarray:
         """(n, dim) latent vectors to present next."""
         raise NotImplementedError
