@@ -97,7 +97,7 @@ def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:
                 raise ProtocolError(f"{source}: {role}: required section missing")
         sections[role] = _section(source, role, raw)
         sections[role].defaulted = defaulted
-    settings = _validate(source, "", experiment_cls.Config, data)
+    settings = validate(source, "", experiment_cls.Config, data)
     if text is None:
         given = {r: s.raw for r, s in sections.items() if not s.defaulted}
         text = yaml.safe_dump({"kind": kind, **given, **data}, sort_keys=False)
@@ -112,7 +112,7 @@ def _section(source: str, role: str, raw: Any) -> Section:
     if kind is None:
         raise ProtocolError(f"{source}: {role}.kind: required field missing (one of: {', '.join(registry.names(role))})")
     cls = _lookup(source, role, kind, f"{role}.kind")
-    return Section(cls, _validate(source, role, cls.Config, body), dict(raw))
+    return Section(cls, validate(source, role, cls.Config, body), dict(raw))
 
 
 def _lookup(source: str, role: str, kind: Any, where: str) -> type:
@@ -122,7 +122,8 @@ def _lookup(source: str, role: str, kind: Any, where: str) -> type:
         raise ProtocolError(f"{source}: {where}: {exc.args[0]}") from None
 
 
-def _validate(source: str, prefix: str, model: type, body: dict):
+def validate(source: str, prefix: str, model: type, body: dict):
+    """The validated settings, or a ProtocolError of one line naming the field."""
     try:
         return model.model_validate(body)
     except ValidationError as exc:

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import Field, model_validator
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from closedloop.component import Settings
 from closedloop.errors import ClosedLoopError, ProtocolError

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from closedloop.component import Settings
 from closedloop.experiments.base import Experiment

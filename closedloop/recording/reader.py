@@ -38,7 +38,21 @@ def _first_line(exc: Exception) -> str:
 
 
 class Run:
-    """One run log. Tables are read on first use; `refresh()` re-reads a growing log."""
+    """One run log, read: `open_run(path)` or what `closedloop.run(...)` returns.
+
+        run.trials        one row per presentation (stimulus, generation, repeat, phase, response,
+                          clean, spike count, the neuron's state variables), a pandas DataFrame
+        run.generations   one row per generation (best, mean, max, presentations, optimizer status)
+        run.z             the latent vector of every stimulus; run.rendered(index) the stimuli
+        run.stimulus_means(), run.optimum(), run.best_per_generation()
+        run.config, run.protocol, run.seed, run.status, run.claim, run.ground_truth()
+        run.numbers       the analysis' key numbers, when it was analysed (closedloop.run does)
+
+    Tables are read on first use; `refresh()` re-reads a log that is still being written. Close
+    it (or use `with open_run(path) as run:`) to release the file.
+    """
+
+    numbers: dict | None = None
 
     def __init__(self, path):
         self.path = Path(path)
@@ -60,6 +74,13 @@ class Run:
         except (OSError, KeyError, RuntimeError) as exc:
             self.file.close()
             raise LogError(f"{self.path}: damaged run log ({exc})") from None
+
+    def __repr__(self) -> str:
+        if not self.file.id.valid:
+            return f"<closedloop Run {str(self.path)!r} (closed)>"
+        neuron = self.config.get("neuron", {}).get("kind", "?")
+        return (f"<closedloop Run {str(self.path)!r}: {self.kind} of a {neuron} neuron, {self.status}, "
+                f"{self.file['trials/response'].shape[0]} presentations, {len(self.generations)} generations>")
 
     def __enter__(self):
         return self

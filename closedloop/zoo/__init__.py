@@ -96,10 +96,28 @@ _cache: dict[str, ZooModel] = {}
 _lock = threading.Lock()
 
 
+def add(module: torch.nn.Module, input_shape: tuple[int, ...], value_range=(0.0, 1.0), modality: str = "image",
+        sample_rate: int | None = None, name: str | None = None) -> str:
+    """Make a torch module in memory usable as `neuron: {kind: dnn, model: NAME, layer: ..., channel: ...}`
+    in this process (closedloop.evolve does this). Returns NAME (default: the module's class name).
+    A run of it can be resumed only in a process that has added the same module again."""
+    name = name or type(module).__name__
+    if name in MODEL_NAMES:
+        raise ValueError(f"{name!r} is a zoo model's name; give another name")
+    model = ZooModel(name=name, input_shape=tuple(input_shape), value_range=tuple(value_range), modality=modality,
+                     sample_rate=sample_rate, default_unit="", description=f"{type(module).__name__}, added from Python")
+    network = module.float().eval()
+    with _lock:
+        _cards[name] = model
+        _cache[name] = replace(model, module=network)
+    return name
+
+
 def card(name: str) -> ZooModel:
     """The zoo model `name` without its network: input contract, units, description."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown zoo model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name not in MODEL_NAMES and name not in _cards:
+        raise ValueError(f"unknown zoo model {name!r}; choose one of {', '.join(MODEL_NAMES)}"
+                         f"{'' if not _cards else ', ' + ', '.join(sorted(set(_cards) - set(MODEL_NAMES)))}")
     if name not in _cards:
         _cards[name] = importlib.import_module(f"closedloop.zoo.{name}").card()
     return _cards[name]
