@@ -3,6 +3,8 @@ static and searched black-box; real training (shortened where a test allows), re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,6 +81,8 @@ def test_bad_rearing_protocols_are_refused_with_the_field():
         ({"x": {"contrast": [0.4, 0.1]}}, r"conditions\.x: contrast"),
         ({}, "conditions: "),
     ]
+    shipped = protocol_module.load(Path(__file__).resolve().parents[1] / "protocols" / "rearing.yaml")
+    assert len(shipped.experiment_cls(shipped).runs) == 5 * (3 + 5)  # validated, nothing trained or run
     for conditions, message in cases:
         with pytest.raises(ProtocolError, match=message):
             protocol_module.from_dict(rearing_protocol(conditions), "r.yaml")
@@ -116,6 +120,25 @@ def test_a_standard_rearing_logs_every_trial_and_is_not_rerun(tmp_path):
     fewer = run({**data, "static": {"kinds": ["white", "brown"], "count": 100}}, tmp_path / "out")
     assert fewer["ran"] == 2  # the changed static runs only; the search is kept
     assert fewer["table"].loc[0, "white_n"] == 100
+
+
+def test_an_interrupted_search_is_resumed_to_the_same_trials(tmp_path):
+    data = rearing_protocol({"standard": {}}, static={"kinds": ["white"], "count": 20})
+    run(data, tmp_path / "whole")
+    protocol = protocol_module.from_dict(data, "rearing.yaml")
+    spec = next(spec for spec in protocol.experiment_cls(protocol).runs if spec["role"] == "evolve")
+    search = protocol_module.parse(spec["text"], spec["source"])
+    stopped = search.experiment_cls(search)
+    stopped.stop_requested = True  # as Ctrl-C leaves it: the generation in flight is logged, then it stops
+    log = tmp_path / "parts" / "standard" / "evolve-seed0.h5"
+    log.parent.mkdir(parents=True)
+    assert stopped.run(log, progress=False)["status"] == "interrupted"
+    with open_run(log) as part:
+        assert len(part.trials) == 20
+    assert run(data, tmp_path / "parts")["ran"] == 2  # the static, and the search resumed
+    with open_run(log) as resumed, open_run(tmp_path / "whole" / "standard" / "evolve-seed0.h5") as whole:
+        assert resumed.status == "complete"
+        pd.testing.assert_frame_equal(resumed.trials, whole.trials)
 
 
 @pytest.mark.slow

@@ -85,7 +85,8 @@ def compare(layout: dict[str, dict], out_dir: Path, settings) -> dict:
         row["searches_fooled"] = f"{len(fooled)}/{len(found)}"
         row["median_to_fool"] = float(np.median(fooled)) if len(fooled) == len(found) and found else np.nan
         row["judge_accepts_best"] = _accepted([s["judges"] for s in found])
-        row["judge_accepts_fooling_static"] = _accepted(list(judged_static.values()))
+        fooled_static = sum(row.get(f"{kind}_hits", 0) for kind in logs["static"])
+        row["judge_accepts_fooling_static"] = _accepted(list(judged_static.values())) if fooled_static else "none fooled"
         conditions.append(row)
         searches += found
     summary = pd.DataFrame(conditions)
@@ -125,8 +126,8 @@ def _lines(summary, searches, static_cfg, search_cfg, digit) -> list[str]:
         lines.append(f"{row['condition']}: accuracy {row['test_accuracy']:.3f}; static fools {static}; "
                      f"searches fooled {row['searches_fooled']} (presentations: {needed}; best p "
                      + ", ".join(f"{s['best_p']:.4g}" for s in runs)
-                     + f"); judges accept best images {row['judge_accepts_best']}, "
-                     f"fooling static {row['judge_accepts_fooling_static']}")
+                     + f"); judges accept as a {digit}: the best images {row['judge_accepts_best']}, "
+                     f"the fooling static (first {JUDGED_STATIC} of each kind) {row['judge_accepts_fooling_static']}")
     return lines
 
 

@@ -104,13 +104,13 @@ class RearingExperiment(Experiment):
     def response_threshold(self, probability: float) -> float:
         return math.log(probability) if self.settings.readout == "log_probability" else probability
 
-    def _neuron(self, condition: str) -> dict:
+    def neuron_section(self, condition: str) -> dict:
         cfg = self.settings
         rearing = cfg.conditions[condition].model_dump(mode="json", exclude_defaults=True)
         return {"kind": "reared_digits", "rearing": rearing, "digit": cfg.digit, "readout": cfg.readout}
 
     def _runs_of(self, condition: str):
-        cfg, neuron = self.settings, self._neuron(condition)
+        cfg, neuron = self.settings, self.neuron_section(condition)
         for kind in cfg.static.kinds:
             noise, alpha = STATIC_COLOURS[kind]
             yield "static", kind, f"static-{kind}", {
@@ -179,6 +179,8 @@ class RearingExperiment(Experiment):
              f"the rest complete before)")
         for line in summary.get("lines", []):
             echo(line)
+        if summary["status"] == "interrupted":
+            echo("running the protocol again keeps the complete logs and resumes the interrupted search")
 
 
 def _logged_state(log: Path, text: str) -> str | None:
