@@ -93,7 +93,7 @@ class RearingExperiment(Experiment):
         super().__init__(protocol)
         from closedloop import protocol as protocol_module
 
-        self.runs = []  # (condition, role, key, log name, protocol data), validated before any runs
+        self.runs = []  # one per log: its condition, role ("static" | "evolve"), key, name and protocol
         for condition in self.settings.conditions:
             for role, key, name, data in self._runs_of(condition):
                 source = f"{protocol.source} (condition {condition}, {name})"
@@ -134,17 +134,17 @@ class RearingExperiment(Experiment):
         from closedloop.analysis import rearing as analysis
 
         out_dir = Path(path) if path is not None else self.default_output()
+        for spec in self.runs:
+            spec["log"] = out_dir / spec["condition"] / f"{spec['name']}.h5"
         bar = tqdm(total=len(self.runs), desc=f"rearing {out_dir.name}", unit="run", disable=not progress)
         status, ran = "complete", 0
         try:
             for spec in self.runs:
-                log = out_dir / spec["condition"] / f"{spec['name']}.h5"
-                spec["log"] = log
-                state = _logged_state(log, spec["text"])
+                state = _logged_state(spec["log"], spec["text"])
                 if state != "complete":
                     bar.set_postfix_str(f"{spec['condition']} {spec['name']}")
-                    log.parent.mkdir(parents=True, exist_ok=True)
-                    result = self._run_one(spec, log, resume=state == "resumable", progress=progress)
+                    spec["log"].parent.mkdir(parents=True, exist_ok=True)
+                    result = self._run_one(spec, resume=state == "resumable", progress=progress)
                     ran += 1
                     if result.get("status") != "complete":
                         status = result.get("status", "failed")
@@ -158,14 +158,14 @@ class RearingExperiment(Experiment):
         return summary
 
     @staticmethod
-    def _run_one(spec: dict, log: Path, resume: bool, progress: bool) -> dict:
+    def _run_one(spec: dict, resume: bool, progress: bool) -> dict:
         from closedloop import protocol as protocol_module
 
         protocol = protocol_module.parse(spec["text"], spec["source"])
         experiment = protocol.experiment_cls(protocol)
         if resume:
-            return experiment.run(log, progress=progress, resume=True)
-        return experiment.run(log, progress=progress)
+            return experiment.run(spec["log"], progress=progress, resume=True)
+        return experiment.run(spec["log"], progress=progress)
 
     def _layout(self) -> dict[str, dict]:
         """condition -> {"static": {kind: log}, "evolve": {seed: log}}, in the protocol's order."""
