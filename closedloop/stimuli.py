@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 NOISE_KINDS = ("white", "pink", "tv")
+# static named by its colour -> (noise kind, alpha) for `noise`: an image's amplitude spectrum 1/f^alpha
+STATIC_COLOURS = {"white": ("white", None), "pink": ("pink", 1.0), "brown": ("pink", 2.0)}
 
 
 def image_size(shape) -> tuple[int, int, int]:

@@ -130,6 +130,22 @@ class DNNUnit(Neuron):
     def __init__(self, config: DNNSettings, seed: int):
         super().__init__(config, seed)
         torch_threads(config.threads)
+        layer, channel, position = self._network(config)
+        self.layer, self.channel = layer or "", 0 if channel is None else channel
+        self.position = None if position is None else tuple(position)
+        layers = dict(self.module.named_modules())
+        if self.layer not in layers:
+            names = [name for name in layers if name]
+            raise ValueError(f"layer: no module {self.layer!r} in the model (one of: {', '.join(names[:12])}"
+                             f"{' ...' if len(names) > 12 else ''})")
+        self._target = layers[self.layer]
+        self.response_unit = "counts" if config.noise.kind == "poisson" else "activation"
+        self.clock, self.calls = 0.0, 0
+        self._check_selection()
+
+    def _network(self, config) -> tuple[str | None, int | None, tuple[int, ...] | None]:
+        """Set the module, its input contract (stimulus_shape, value_range, modality, sample_rate)
+        and the unit's claim; return the unit's (layer, channel, position), None where unset."""
         layer, channel, position = config.layer, config.channel, config.position
         if config.model is not None:
             from closedloop import zoo
@@ -159,17 +175,7 @@ class DNNUnit(Neuron):
             self.value_range = tuple(config.value_range)
             self.modality = config.modality
             self.sample_rate = config.sample_rate
-        self.layer, self.channel = layer or "", 0 if channel is None else channel
-        self.position = None if position is None else tuple(position)
-        layers = dict(self.module.named_modules())
-        if self.layer not in layers:
-            names = [name for name in layers if name]
-            raise ValueError(f"layer: no module {self.layer!r} in the model (one of: {', '.join(names[:12])}"
-                             f"{' ...' if len(names) > 12 else ''})")
-        self._target = layers[self.layer]
-        self.response_unit = "counts" if config.noise.kind == "poisson" else "activation"
-        self.clock, self.calls = 0.0, 0
-        self._check_selection()
+        return layer, channel, position
 
     @contextmanager
     def _capture(self):
