@@ -4,14 +4,17 @@ Its US English acoustic model and pronouncing dictionary ship inside the `pocket
 shares nothing with any network here. Free recognition of single words is unreliable, so a word is
 accepted only when two searches agree:
 
-1. a grammar of about thirty short words (the word units' ten commands and the other words of
-   their "unknown" class, plus the expected word) says it is the expected word, and
+1. a grammar of about forty short words (the word unit's ten commands, twenty other words and
+   near-rhymes of the commands such as "guess" and "lift", plus the expected word) says it is
+   the expected word, and
 2. keyword spotting of the expected word alone (its path against a phone loop) fires at
    THRESHOLD: a word that wins only because the grammar must answer something is refused.
 
 Calibration (tests/test_word.py, espeak-ng words in voices of several accents and variants): the
 words it hears reliably are "yes", "left", "right" and "on"; it confuses "no", "go", "down", "off",
 "up" and "stop" with one another and refuses white, pink and brown noise, tones and buzzes.
+Near-rhymes are its limit: espeak-ng's "yet" and "guess" it accepts as "yes" (with "yet" or
+"yeah" in the grammar it hears espeak-ng's "yes" as them, so they are left out).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from closedloop.registry import register
 SAMPLE_RATE = 16000
 VOCABULARY = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "bed", "bird", "cat", "dog",
               "happy", "house", "tree", "wow", "zero", "one", "two", "three", "four", "five", "six", "seven",
-              "eight", "nine")
+              "eight", "nine", "guess", "less", "lift", "light", "top", "cup", "dawn", "now", "oh")
 THRESHOLD = 1e-20  # keyword-spotting threshold, chosen on espeak-ng words against noise (module docstring)
 PAD = 0.3  # s of silence around every sound: the recogniser's models start and end in silence
 
