@@ -102,11 +102,6 @@ class FormantSpace(DifferentiableAudioSpace):
                 params[name] = unit
         return params
 
-    def parameters(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            params = self.parameters_torch(torch.as_tensor(np.asarray(z, dtype=np.float64)))
-        return {name: value.numpy() for name, value in params.items()}
-
     def synthesize_torch(self, z):
         c = self.config
         params = self.parameters_torch(z)

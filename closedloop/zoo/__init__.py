@@ -129,5 +129,33 @@ def package_file(package: str, relative: str) -> Path:
     return path
 
 
+def train_classifier(make_net: Callable[[], torch.nn.Module], recipe: dict, epoch_batches: Callable,
+                     logits: Callable | None = None) -> torch.nn.Module:
+    """Adam with a cosine schedule over recipe["epochs"] on one torch thread, seeded by
+    recipe["seed"], so that every machine trains the same weights. `epoch_batches(generator)`
+    yields one epoch's (inputs, class targets); `logits(net, inputs)` defaults to net(inputs)."""
+    generator = torch.Generator().manual_seed(recipe["seed"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(recipe["seed"])
+        net = make_net()
+        opt = recipe["optimizer"]
+        optimizer = torch.optim.Adam(net.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe["epochs"])
+        net.train()
+        for _ in range(recipe["epochs"]):
+            for inputs, targets in epoch_batches(generator):
+                output = net(inputs) if logits is None else logits(net, inputs)
+                loss = torch.nn.functional.cross_entropy(output, targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            schedule.step()
+    finally:
+        torch.set_num_threads(threads)
+    return net.eval()
+
+
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)

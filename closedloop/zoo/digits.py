@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict
+from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict, train_classifier
 
 RECIPE = {
     "version": 2,
@@ -72,30 +72,15 @@ def _shifted(batch: torch.Tensor, generator: torch.Generator, max_shift: int) ->
 
 
 def train(x_train: np.ndarray, y_train: np.ndarray) -> DigitsNet:
-    generator = torch.Generator().manual_seed(RECIPE["seed"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same weights on every machine
-    try:
-        torch.manual_seed(RECIPE["seed"])
-        net = DigitsNet()
-        opt = RECIPE["optimizer"]
-        optimizer = torch.optim.Adam(net.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, RECIPE["epochs"])
-        x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
-        net.train()
-        for _ in range(RECIPE["epochs"]):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), RECIPE["batch_size"]):
-                index = order[start:start + RECIPE["batch_size"]]
-                batch = _shifted(x[index], generator, RECIPE["augment_shift"])
-                loss = nn.functional.cross_entropy(net(batch), y[index])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            schedule.step()
-    finally:
-        torch.set_num_threads(threads)
-    return net.eval()
+    x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
+
+    def epoch(generator):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), RECIPE["batch_size"]):
+            index = order[start:start + RECIPE["batch_size"]]
+            yield _shifted(x[index], generator, RECIPE["augment_shift"]), y[index]
+
+    return train_classifier(DigitsNet, RECIPE, epoch)
 
 
 def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:

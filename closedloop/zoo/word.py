@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict
+from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict, train_classifier
 
 SAMPLE_RATE = 16000
 SAMPLES = 16000
@@ -276,32 +276,17 @@ def with_silence(words: list[np.ndarray], labels: np.ndarray, generator: torch.G
 
 
 def train(words: list[np.ndarray], labels: np.ndarray) -> WordNet:
-    generator = torch.Generator().manual_seed(RECIPE["seed"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same weights on every machine
-    try:
-        torch.manual_seed(RECIPE["seed"])
-        net = WordNet()
-        opt = RECIPE["optimizer"]
-        optimizer = torch.optim.Adam(net.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, RECIPE["epochs"])
-        net.train()
-        for _ in range(RECIPE["epochs"]):
-            order = torch.randperm(len(words), generator=generator).numpy()
-            for start in range(0, len(words), RECIPE["batch_size"]):
-                index = order[start:start + RECIPE["batch_size"]]
-                batch, target = with_silence([words[i] for i in index], labels[index], generator)
-                loss = nn.functional.cross_entropy(net.logits(_logits(net, batch)), target)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            schedule.step()
-    finally:
-        torch.set_num_threads(threads)
-    return net.eval()
+    def epoch(generator):
+        order = torch.randperm(len(words), generator=generator).numpy()
+        for start in range(0, len(words), RECIPE["batch_size"]):
+            index = order[start:start + RECIPE["batch_size"]]
+            yield with_silence([words[i] for i in index], labels[index], generator)
+
+    return train_classifier(WordNet, RECIPE, epoch, _logits)
 
 
 def _logits(net: WordNet, wave: torch.Tensor) -> torch.Tensor:
+    """The pre-softmax outputs, which the loss takes (net() returns probabilities)."""
     captured = {}
     handle = net.logits.register_forward_hook(lambda module, inputs, output: captured.setdefault("x", output))
     try:
