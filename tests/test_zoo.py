@@ -46,7 +46,7 @@ def sines(frequencies, n_samples=4096, amplitude=0.5):
 
 
 def test_names_and_bad_names():
-    assert zoo.names() == ["digits", "face", "pitch", "speech"]
+    assert zoo.names() == ["digits", "face", "pitch", "speech", "word"]
     with pytest.raises(ValueError, match="unknown zoo model 'cat'.*digits"):
         zoo.load("cat")
     with pytest.raises(ValueError, match="unknown unit 'class10'.*class0..class9"):

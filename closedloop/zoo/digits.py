@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from closedloop.stimuli import STATIC_COLOURS, noise
-from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict
+from closedloop.zoo import UnitSpec, ZooModel, cache_dir, channel_units, load_state_dict, train_classifier
 
 RECIPE = {
     "version": 2,
@@ -139,32 +139,16 @@ class Experience:
 def train(x_train: np.ndarray, y_train: np.ndarray, rearing: dict | None = None) -> DigitsNet:
     spec = recipe(rearing)
     experience = Experience(spec["rearing"], spec["seed"]) if "rearing" in spec else None
-    generator = torch.Generator().manual_seed(spec["seed"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same weights on every machine
-    try:
-        torch.manual_seed(spec["seed"])
-        net = DigitsNet(classes(spec))
-        opt = spec["optimizer"]
-        optimizer = torch.optim.Adam(net.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, spec["epochs"])
-        x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
-        net.train()
-        for _ in range(spec["epochs"]):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), spec["batch_size"]):
-                index = order[start:start + spec["batch_size"]]
-                batch, labels = _shifted(x[index], generator, spec["augment_shift"]), y[index]
-                if experience is not None:
-                    batch, labels = experience.add(batch, labels)
-                loss = nn.functional.cross_entropy(net(batch), labels)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            schedule.step()
-    finally:
-        torch.set_num_threads(threads)
-    return net.eval()
+    x, y = torch.from_numpy(x_train), torch.from_numpy(y_train)
+
+    def epoch(generator):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), spec["batch_size"]):
+            index = order[start:start + spec["batch_size"]]
+            batch, labels = _shifted(x[index], generator, spec["augment_shift"]), y[index]
+            yield (batch, labels) if experience is None else experience.add(batch, labels)
+
+    return train_classifier(lambda: DigitsNet(classes(spec)), spec, epoch)
 
 
 def accuracy(net: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
