@@ -2,6 +2,10 @@
 curve, tuning, phase invariance, centre-surround preference, adaptation, drift, variability,
 determinism. Real Brian2 (runtime numpy mode; one slow test builds the standalone binary)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -237,6 +241,13 @@ def test_standalone_binary_gives_the_same_spikes_as_runtime_mode(tmp_path, monke
     assert sources and all("_closedloop_fire[_idx] = _cond;" in text for text in sources)
     fresh = lif_engine("auto")  # another cell finds the binary: no warm-up in numpy mode for that size
     assert fresh.resolve_target(50, 1) == "standalone" and fresh.resolve_target(100, 1) == "numpy"
+    # a new process runs the cached binary without importing Brian2 (about 1.5 s of CPU)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_spiking import lif_engine, batch_inputs; "
+              "counts, _ = lif_engine('auto').simulate(batch_inputs(50), 1); "
+              "print(int(counts.sum()), 'brian2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == [str(counts.sum()), "False"]
 
 
 def test_dnn_unit_front_end_drives_the_cell():

@@ -27,6 +27,7 @@ import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,8 @@ class Layout:
     threads: int = 1
 
     def key(self) -> str:
-        import brian2
-
-        text = json.dumps([repr(self), brian2.__version__, *CPP_CODE, "v6"])
+        # the installed version, read without importing brian2 (a cached binary runs without it)
+        text = json.dumps([repr(self), version("brian2"), *CPP_CODE, "v6"])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -174,13 +174,18 @@ class StandaloneSimulator:
         return (project / "closedloop-manifest.json").is_file() and (project / "main").is_file()
 
     def _load_or_build(self) -> dict:
+        manifest_path = self.project / "closedloop-manifest.json"
+        if self.is_built(self.layout):  # the manifest is written whole, last: no lock, no brian2 import
+            return json.loads(manifest_path.read_text())
         from brian2.utils.filelock import FileLock
 
         with FileLock(str(self.project) + ".lock"):
-            if self.is_built(self.layout):
-                return json.loads((self.project / "closedloop-manifest.json").read_text())
+            if self.is_built(self.layout):  # another process built it meanwhile
+                return json.loads(manifest_path.read_text())
             manifest = self._build()
-            (self.project / "closedloop-manifest.json").write_text(json.dumps(manifest))
+            partial = manifest_path.with_suffix(".tmp")
+            partial.write_text(json.dumps(manifest))
+            os.replace(partial, manifest_path)
             return manifest
 
     def _build(self) -> dict:
