@@ -15,7 +15,7 @@ from closedloop.analysis import analyze
 from closedloop.component import Settings
 from closedloop.errors import ProtocolError
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.receptive_fields import gabor
+from closedloop.neurons.front_ends.base import gabor
 from closedloop.recording import open_run
 from closedloop.recording.tables import load_tables
 from closedloop.registry import register

@@ -18,7 +18,8 @@ from pydantic import Field
 
 from closedloop.component import Settings
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.receptive_fields import GaborSettings, gabor
+from closedloop.neurons.front_ends.base import gabor
+from closedloop.neurons.front_ends.gabor import GaborSettings
 from closedloop.registry import register
 
 
