@@ -127,15 +127,24 @@ def validate(source: str, prefix: str, model: type, body: dict):
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model, body)}") from None
+        raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model, body, exc.errors())}") from None
 
 
-def _describe(error: dict, prefix: str, model: type, body: Any = None) -> str:
+def _describe(error: dict, prefix: str, model: type, body: Any = None, errors: list | None = None) -> str:
     loc = [str(part) for part in error["loc"]]
     path = ".".join([p for p in [prefix, *loc] if p]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         valid = _field_names(model, error["loc"][:-1], body)
+        # every unknown field beside this one, so a typo is named even when it is not the first
+        unknown = [str(e["loc"][-1]) for e in errors or [error]
+                   if e["type"] == "extra_forbidden" and e["loc"][:-1] == error["loc"][:-1]]
+        if len(unknown) > 1:
+            path = ".".join([p for p in [prefix, *loc[:-1]] if p]) or "(top level)"
+            typos = [(name, difflib.get_close_matches(name, valid, n=1)) for name in unknown]
+            hints = [f"did you mean {close[0]!r} for {name!r}?" for name, close in typos if close]
+            return (f"{path}: unknown fields {', '.join(unknown)}; " + (" ".join(hints) + " " if hints else "")
+                    + f"valid fields: {', '.join(valid)}")
         close = difflib.get_close_matches(loc[-1], valid, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"valid fields: {', '.join(valid)}"
         return f"{path}: unknown field; {hint}"
