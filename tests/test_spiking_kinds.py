@@ -29,10 +29,11 @@ def test_each_kind_is_one_module_that_names_itself_by_its_tag(role, tag, package
 @pytest.mark.parametrize("sets, expected", [
     (["neuron.front_end={kind: dog, sigma_centre: 2}"],
      "neuron.front_end.sigma_centre: unknown field; did you mean 'sigma_center'?"),
-    # the quickstart's Gabor fields do not fit a dog, and pydantic reports the first of them
+    # the quickstart's Gabor fields do not fit a dog: every unknown field is named, the typo's likely field too
     (["neuron.front_end.kind=dog", "neuron.front_end.sigma_centre=2"],
-     "neuron.front_end.orientation: unknown field; valid fields: center, kind, polarity, sigma_center, "
-     "sigma_surround, surround_weight"),
+     "neuron.front_end: unknown fields orientation, spatial_frequency, sigma, sigma_centre; did you mean "
+     "'sigma_center' for 'sigma_centre'? valid fields: center, kind, polarity, sigma_center, sigma_surround, "
+     "surround_weight"),
     (["neuron.cell.model=adex", "neuron.cell.tau_ww=100"], "neuron.cell.tau_ww: unknown field; did you mean 'tau_w'?"),
     (["neuron.cell.model=adex", "neuron.cell.zzz=1"], "neuron.cell.zzz: unknown field; valid fields: a, b, bias, "
                                                       "capacitance, delta_t, e_leak, g_leak, gain, model, noise_sigma"),
