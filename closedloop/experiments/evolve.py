@@ -128,7 +128,7 @@ class Evolve(Experiment):
 
     def _loop(self, writer: RunWriter, start, best, best_index, presentations, progress) -> dict:
         cfg, space, neuron, optimizer = self.settings, self.space, self.neuron, self.optimizer
-        total, status = self.total_generations(), "failed"
+        total, status, retest = self.total_generations(), "failed", None
         bar = tqdm(total=total, initial=start, desc=f"evolve {neuron.kind}", unit="gen", disable=not progress,
                    leave=False)
         try:
@@ -160,7 +160,6 @@ class Evolve(Experiment):
                     bar.set_postfix(best=f"{best:.3g}", mean=f"{scores.mean():.3g}")
                     if self.stop_requested:
                         break
-                retest = None
                 if cfg.retest and not self.stop_requested:
                     retest = self._retest(writer, total)
             status = "interrupted" if self.stop_requested else "complete"

@@ -134,7 +134,7 @@ class RemoteNeuron(Neuron):
         return {**super().describe(), "served": self.served}
 
     def close(self) -> None:
-        if self.socket is not None:
+        if getattr(self, "socket", None) is not None:
             self.socket.close(linger=0)
             self.socket = None
 

@@ -49,7 +49,8 @@ class Server:
 
             raise ClosedLoopError(f"--bind {self.address}: not a loopback address; serving to other machines "
                                   f"needs CurveZMQ keys (--keys DIR, made by: closedloop keys DIR)")
-        self.context = self.context or zmq.Context.instance()
+        self.own_context = self.context is None  # its own, so that its authenticator governs only it
+        self.context = self.context or zmq.Context()
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.linger = 0
         # ZeroMQ drops a connection that sends a frame this large before we see it; anything up
@@ -85,6 +86,9 @@ class Server:
             self.socket.close(linger=0)
         if self.authenticator is not None:
             self.authenticator.stop()
+        if self.socket is not None and self.own_context:
+            self.context.term()
+        self.socket = self.authenticator = None
 
     # --- one message in, one message (or, for a failing simulated rig, none) out ---
 

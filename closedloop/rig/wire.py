@@ -78,7 +78,8 @@ def decode(frames, max_bytes: int) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(header.get("type"), str):
         raise WireError("malformed", "header.type: expected a string")
     request = header.get("request")
-    if not isinstance(request, int) or isinstance(request, bool) or request < 0:
+    unread = request is None and header["type"] == "error"  # an error about a message whose id was unreadable
+    if not unread and (not isinstance(request, int) or isinstance(request, bool) or request < 0):
         raise WireError("malformed", f"header.request: expected a non-negative integer, got {request!r}")
     specs = header.get("arrays", [])
     if not isinstance(specs, list):
