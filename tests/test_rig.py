@@ -21,6 +21,7 @@ from closedloop.rig import wire
 from closedloop.rig.server import Server, load_neuron
 from closedloop.rig.simulator import Rig, RigSettings
 
+pytestmark = pytest.mark.timeout(600)  # a hang fails with a traceback, it never holds up CI
 ROOT = Path(__file__).resolve().parents[1]
 LNP = {"kind": "lnp", "size": 10}
 PROTOCOL = {"kind": "evolve", "seed": 5, "space": {"kind": "fourier", "size": 10, "max_frequency": 0.3},
@@ -244,6 +245,28 @@ def test_timeout_leaves_the_run_interrupted_and_resume_finishes_it(tmp_path, cap
     with serving(tmp_path, bind=endpoint):  # the rig is back, at the same address
         assert main(["resume", str(tmp_path / "remote.h5"), "-q"]) == 0
     same_trials(tmp_path / "local.h5", tmp_path / "remote.h5")
+
+
+def test_a_rig_written_from_the_spec_alone(tmp_path):
+    """examples/minimal_rig.py imports nothing from closedloop: the format is enough to drive a search."""
+    rig = subprocess.Popen([sys.executable, str(ROOT / "examples" / "minimal_rig.py"), "--bind", "tcp://127.0.0.1:*"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = rig.stdout.readline()
+        assert "rig ready on" in line, rig.stderr.read()
+        neuron = {"kind": "remote", "address": line.split()[-1]}
+        protocol = write_protocol(tmp_path, "rig.yaml", neuron, space={"kind": "fourier", "size": 16})
+        assert run(protocol, tmp_path / "rig.h5") == 0
+    finally:
+        rig.kill()
+        rig.wait(30)
+    with open_run(tmp_path / "rig.h5") as log:
+        trials = log.trials
+        assert log.status == "complete" and len(trials) == 6 * 6 * 2
+        assert sorted(trials["rig_trial"]) == list(range(1, len(trials) + 1))
+        assert (trials["rig_session"] == 1).all() and np.isnan(trials["clean"]).all()
+        assert trials["rig_time"].is_monotonic_increasing  # logged in the order the rig showed them
+        assert log.config["neuron"]["served"]["neuron"]["rig"] == "examples/minimal_rig.py"
 
 
 def start_server(neuron_file, bind, *options):

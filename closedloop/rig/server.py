@@ -87,7 +87,7 @@ class Server:
         if self.authenticator is not None:
             self.authenticator.stop()
         if self.socket is not None and self.own_context:
-            self.context.term()
+            self.context.destroy(linger=0)
         self.socket = self.authenticator = None
 
     # --- one message in, one message (or, for a failing simulated rig, none) out ---
@@ -189,7 +189,9 @@ class Server:
             self.neuron.set_state(self.initial)
             return None
         started = time.perf_counter()
-        trials = self.neuron.present(np.array(stimuli), repeats)
+        if not stimuli.flags.writeable:  # a neuron may hand it to torch, which wants to own it
+            stimuli = stimuli.copy()
+        trials = self.neuron.present(stimuli, repeats)
         elapsed = time.perf_counter() - started
         out = self._trial_arrays(trials, n, repeats)
         out.update({f"state/{k}": v for k, v in self._state().items()})
