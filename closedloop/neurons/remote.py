@@ -78,7 +78,7 @@ class RemoteNeuron(Neuron):
         self.served: dict | None = None
         self.max_bytes = wire.MAX_HEADER
         self.state: dict[str, np.ndarray] = {}
-        self.served_seconds = float("nan")  # the server's own time in the last present (benchmarks/rig.py)
+        self.served_seconds = self.served_cpu = float("nan")  # the server's time in the last present
         self._open()
 
     # --- the Neuron contract ---
@@ -197,8 +197,8 @@ class RemoteNeuron(Neuron):
 
     def _present_once(self, stimuli: np.ndarray, repeats: int) -> dict:
         header, arrays = self._request("present", {"stimuli": stimuli}, repeats=repeats)
-        elapsed = header.get("elapsed")
-        self.served_seconds = float(elapsed) if isinstance(elapsed, (int, float)) else float("nan")
+        self.served_seconds, self.served_cpu = (float(header[k]) if isinstance(header.get(k), (int, float))
+                                                else float("nan") for k in ("elapsed", "cpu"))
         return self._trials(arrays, (len(stimuli), repeats))
 
     # --- one request and its answer ---

@@ -188,15 +188,15 @@ class Server:
             self.session, self.last_request, self.last_reply = None, -1, None
             self.neuron.set_state(self.initial)
             return None
-        started = time.perf_counter()
         if not stimuli.flags.writeable:  # a neuron may hand it to torch, which wants to own it
             stimuli = stimuli.copy()
+        started, cpu = time.perf_counter(), time.process_time()
         trials = self.neuron.present(stimuli, repeats)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         out = self._trial_arrays(trials, n, repeats)
         out.update({f"state/{k}": v for k, v in self._state().items()})
         self.rig.wait()
-        return {"repeats": repeats, "elapsed": elapsed}, out
+        return {"repeats": repeats, "elapsed": elapsed, "cpu": cpu}, out
 
     def _trial_arrays(self, trials, n: int, repeats: int) -> dict[str, np.ndarray]:
         shape = (n, repeats)
