@@ -44,9 +44,10 @@ class Server:
         """Bind the socket; returns the endpoint bound (with the port chosen for `:*`)."""
         import zmq
 
-        if not wire.is_loopback(self.address) and self.keys is None:
-            from closedloop.errors import ClosedLoopError
+        from closedloop.errors import ClosedLoopError
+        from closedloop.rig.keys import secure_server
 
+        if not wire.is_loopback(self.address) and self.keys is None:
             raise ClosedLoopError(f"--bind {self.address}: not a loopback address; serving to other machines "
                                   f"needs CurveZMQ keys (--keys DIR, made by: closedloop keys DIR)")
         self.own_context = self.context is None  # its own, so that its authenticator governs only it
@@ -56,17 +57,16 @@ class Server:
         # ZeroMQ drops a connection that sends a frame this large before we see it; anything up
         # to it is received whole and answered with an `oversized` error
         self.socket.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_bytes)
-        if self.keys is not None:
-            from closedloop.rig.keys import secure_server
-
-            self.authenticator = secure_server(self.socket, self.keys)
         try:
+            if self.keys is not None:
+                self.authenticator = secure_server(self.socket, self.keys)
             self.socket.bind(self.address)
         except zmq.ZMQError as exc:
             self.close()
-            from closedloop.errors import ClosedLoopError
-
             raise ClosedLoopError(f"--bind {self.address}: cannot bind ({exc})") from None
+        except ClosedLoopError:
+            self.close()
+            raise
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.endpoint
 
