@@ -76,7 +76,7 @@ class RemoteNeuron(Neuron):
         self.session: str | None = None
         self.sessions = 0
         self.served: dict | None = None
-        self.max_bytes = wire.MAX_HEADER
+        self.max_bytes = 1 << 30
         self.state: dict[str, np.ndarray] = {}
         self.served_seconds = self.served_cpu = float("nan")  # the server's time in the last present
         self._open()
@@ -323,7 +323,7 @@ def _description(header: dict, where: str) -> dict:
     claim = header.get("claim")
     if claim is not None and not (isinstance(claim, list) and len(claim) == 2):
         raise bad("claim", claim)
-    max_bytes = header.get("max_bytes", wire.MAX_HEADER)
+    max_bytes = header.get("max_bytes", 1 << 30)
     if not isinstance(max_bytes, int) or max_bytes < 1:
         raise bad("max_bytes", max_bytes)
     if not isinstance(header.get("session"), str):
