@@ -39,8 +39,9 @@ REOPENS = 5  # sessions opened for one request before giving up
 
 class RemoteSettings(Settings):
     address: str = Field(..., description="the server, e.g. tcp://127.0.0.1:5555 (closedloop serve prints it)")
-    timeout: float = Field(60.0, gt=0, description="s to wait for an answer, sending again meanwhile, before the "
-                                                   "run stops as interrupted (resumable)")
+    timeout: float = Field(600.0, gt=0, description="s to wait for an answer, sending again meanwhile, before the "
+                                                    "run stops as interrupted (resumable); longer than a batch takes "
+                                                    "at the rig (400 trials of 300 ms: 2 minutes)")
     retry: float = Field(1.0, gt=0, description="s before an unanswered request is sent again (doubling up to 30 s)")
     keys: str | None = Field(None, description="folder with server.key and client.key_secret (CurveZMQ, from "
                                                "`closedloop keys`); required unless the address is loopback")
