@@ -303,19 +303,19 @@ def test_quickstart_through_remote_equals_the_local_run(tmp_path):
 def test_server_killed_and_restarted_mid_run_loses_nothing(tmp_path):
     from test_resume import wait_for_generations
 
-    local = write_protocol(tmp_path, "local.yaml", LNP, generations=12)
+    local = write_protocol(tmp_path, "local.yaml", LNP, generations=16)
     assert run(local, tmp_path / "local.h5") == 0
     neuron = tmp_path / "neuron.yaml"
     neuron.write_text(yaml.safe_dump({**LNP, "seed": PROTOCOL["seed"]}))
-    slow = ("--latency", "0.1")  # so that the run is killed mid-way, not after its end
+    slow = ("--latency", "0.3")  # seconds a generation: the second kill lands with 3 s to spare
     server, endpoint = start_server(neuron, "tcp://127.0.0.1:*", *slow)
     remote = write_protocol(tmp_path, "remote.yaml", {"kind": "remote", "address": endpoint, "retry": 0.2,
-                                                      "timeout": 120}, generations=12)
+                                                      "timeout": 120}, generations=16)
     client = subprocess.Popen([sys.executable, "-m", "closedloop.cli", "run", str(remote), "--out",
                                str(tmp_path / "remote.h5"), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
-        for after in (3, 7):
+        for after in (3, 6):
             wait_for_generations(tmp_path / "remote.h5", after, client)
             server.send_signal(signal.SIGKILL)
             server.wait(30)
