@@ -111,8 +111,8 @@ class RemoteNeuron(Neuron):
                 break
             shown, shown_repeats = stimuli[target // repeats], 1  # the dropped trials, once each
         else:
-            raise Interrupted(f"{self.config.address}: {target.size} trials dropped {self.config.max_drops} times "
-                              f"in a row (neuron.max_drops)")
+            raise Interrupted(f"{self.config.address}: {target.size} trials dropped more than "
+                              f"{self.config.max_drops} times in a row (neuron.max_drops)")
         shape = (n, repeats)
         state = {name: out[name].reshape(shape) for name in self.served_columns}
         state.update(rig_session=sessions.reshape(shape), rig_trial=out["rig_trial"].reshape(shape),

@@ -131,8 +131,7 @@ class Server:
         self.session = secrets.token_hex(8)
         self.last_request, self.last_reply = request, None
         neuron = self.neuron
-        value_range = getattr(neuron, "value_range", None)
-        claim = getattr(neuron, "claim", None)
+        value_range, claim = neuron.value_range, neuron.claim
         header = {
             "type": "hello", "request": request, "session": self.session, "neuron": self.description,
             "stimulus_shape": list(neuron.stimulus_shape),
