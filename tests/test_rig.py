@@ -236,10 +236,10 @@ def test_timeout_leaves_the_run_interrupted_and_resume_finishes_it(tmp_path, cap
     local = write_protocol(tmp_path, "local.yaml", LNP)
     assert run(local, tmp_path / "local.h5") == 0
     with serving(tmp_path, rig={"stall_after": 3}) as (endpoint, _):
-        remote = write_protocol(tmp_path, "remote.yaml", {"kind": "remote", "address": endpoint, "timeout": 2,
+        remote = write_protocol(tmp_path, "remote.yaml", {"kind": "remote", "address": endpoint, "timeout": 4,
                                                           "retry": 0.3})
         assert run(remote, tmp_path / "remote.h5") == Interrupted.exit_code
-    assert "no answer to present within 2 s" in capsys.readouterr().err
+    assert "no answer to present within 4 s" in capsys.readouterr().err
     with open_run(tmp_path / "remote.h5") as log:
         assert log.status == "interrupted" and len(log.generations) == 3
     with serving(tmp_path, bind=endpoint):  # the rig is back, at the same address
