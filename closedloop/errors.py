@@ -24,3 +24,11 @@ class InvalidValueError(ClosedLoopError):
     """A stimulus or response holds NaN or Inf."""
 
     exit_code = 3
+
+
+class Interrupted(ClosedLoopError):
+    """The session stopped before the protocol's end through no fault of the log (a rig that
+    stopped answering, or answered what cannot be used): every logged trial stands, the log is
+    left `interrupted`, and `closedloop resume` continues it."""
+
+    exit_code = 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from closedloop.commands.run import interruption_code
 from closedloop.errors import ClosedLoopError
 
 ORDER = 1
@@ -27,6 +28,10 @@ def execute(args) -> int:
         raise ClosedLoopError(f"{path}: runs of kind {protocol.kind!r} cannot be resumed; run them again")
     summary = experiment.run(path, progress=not args.quiet, resume=True)
     report_run(path, echo=print)
+    if summary.get("status") == "interrupted":
+        print(f"interrupted after {summary.get('presentations', 0)} presentations; "
+              f"continue with: closedloop resume {path}")
+        return interruption_code(experiment)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -51,7 +52,16 @@ def execute(args) -> int:
         again = (f"continue with: closedloop resume {out}" if experiment.resumable
                  else f"run it again to redo it: closedloop run {args.protocol}")
         print(f"interrupted after {summary.get('presentations', 0)} presentations; {again}")
+        return interruption_code(experiment)
     return 0 if summary.get("status") != "failed" else 1
+
+
+def interruption_code(experiment) -> int:
+    """0 for Ctrl-C; for a neuron that stopped answering, its reason on stderr and exit code 4."""
+    if experiment.interruption is None:
+        return 0
+    print(f"closedloop: error: {experiment.interruption}", file=sys.stderr)
+    return experiment.interruption.exit_code
 
 
 def add_parser(sub):

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from closedloop.component import Settings
-from closedloop.errors import InvalidValueError, ProtocolError
+from closedloop.errors import Interrupted, InvalidValueError, ProtocolError
 from closedloop.recording.writer import RunWriter
 
 
@@ -52,6 +52,7 @@ class Experiment:
         self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
                           if "optimizer" in protocol.sections else None)
         self.stop_requested = False
+        self.interruption: Interrupted | None = None  # why the run stopped early, when not by Ctrl-C
 
     def rng(self, stream: str, *index: int) -> np.random.Generator:
         """An independent generator for one named purpose (and, say, one chunk), fixed by the seed."""
@@ -90,7 +91,9 @@ class Experiment:
 
     @contextmanager
     def stop_on_interrupt(self):
-        """Ctrl-C asks the loop to stop after the generation in flight, which is then logged."""
+        """Ctrl-C asks the loop to stop after the generation in flight, which is then logged. A
+        neuron that raises Interrupted (a rig that stopped answering) stops it at once, the
+        generation in flight unlogged: the run ends interrupted, and resume continues it."""
         def ask_to_stop(signum, frame):
             if self.stop_requested:
                 raise KeyboardInterrupt
@@ -102,6 +105,8 @@ class Experiment:
             previous = None
         try:
             yield
+        except Interrupted as exc:
+            self.stop_requested, self.interruption = True, exc
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
