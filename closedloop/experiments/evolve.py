@@ -128,7 +128,7 @@ class Evolve(Experiment):
 
     def _loop(self, writer: RunWriter, start, best, best_index, presentations, progress) -> dict:
         cfg, space, neuron, optimizer = self.settings, self.space, self.neuron, self.optimizer
-        total, status, retest = self.total_generations(), "failed", None
+        total, status = self.total_generations(), "failed"
         bar = tqdm(total=total, initial=start, desc=f"evolve {neuron.kind}", unit="gen", disable=not progress,
                    leave=False)
         try:

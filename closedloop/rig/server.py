@@ -19,7 +19,6 @@ import numpy as np
 
 from closedloop.rig import wire
 from closedloop.rig.simulator import Rig
-from closedloop.stimuli import modality_of, sample_rate_of
 
 DEFAULT_MAX_BYTES = 1 << 30
 MAX_TRIALS = 10_000_000  # presentations in one request
@@ -136,7 +135,7 @@ class Server:
             "type": "hello", "request": request, "session": self.session, "neuron": self.description,
             "stimulus_shape": list(neuron.stimulus_shape),
             "value_range": None if value_range is None else [float(v) for v in value_range],
-            "modality": modality_of(neuron), "sample_rate": sample_rate_of(neuron),
+            "modality": neuron.modality, "sample_rate": neuron.sample_rate,
             "response_unit": neuron.response_unit, "state_columns": list(neuron.state_columns),
             "claim": None if claim is None else list(claim), "has_gradient": False, "max_bytes": self.max_bytes,
         }
