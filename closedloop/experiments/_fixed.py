@@ -68,11 +68,14 @@ class FixedSetExperiment(Experiment):
         try:
             with self.stop_on_interrupt():
                 summary = self.session(writer)
-            status = "interrupted" if self.stop_requested else "complete"
+            status = self.final_status()
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             self.bar.close()
             writer.close(status)
-        return {"status": status, "log": str(path), "presentations": self.presentations, **summary}
+        return self.summary(status, path, presentations=self.presentations, **summary)
 
     def present(self, writer, index: np.ndarray, stimuli: np.ndarray, repeats: int, generation: int,
                 rng: np.random.Generator, neuron=None, time_offset: float = 0.0) -> int:

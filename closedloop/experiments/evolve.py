@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from closedloop.component import Settings
-from closedloop.errors import ClosedLoopError, ProtocolError
+from closedloop.errors import ClosedLoopError, ProtocolError, write_error
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
 from closedloop.recording.writer import RunWriter
@@ -161,11 +161,14 @@ class Evolve(Experiment):
                         break
                 if cfg.retest and not self.stop_requested:
                     self._retest(writer, total)
-            status = "interrupted" if self.stop_requested else "complete"
+            status = self.final_status()
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             bar.close()
             writer.close(status)
-        return {"status": status, "log": str(writer.path), "presentations": presentations}
+        return self.summary(status, writer.path, presentations=presentations)
 
     def _present(self, stimuli):
         """Search and reference stimuli in one presentation batch (one simulation)."""
@@ -222,9 +225,18 @@ class Evolve(Experiment):
                                        for name, value in self.neuron.get_state().items()})
             temporary = path.with_name(path.name + ".resume")
             writer = self.open_log(temporary, shapes, created=created)
-            writer.copy_complete_generations(run, done)
-        writer.close("running")
-        os.replace(temporary, path)
+            try:
+                writer.copy_complete_generations(run, done)
+                writer.close("running")
+            except BaseException:
+                writer.close("failed")
+                temporary.unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise write_error(path, exc, "cannot replace the run log") from None
         writer = RunWriter.reopen(path)
         self.reference_index = np.nonzero(stimulus_generation == -1)[0]
         if self.references is not None and len(self.reference_index) == 0:  # stopped before logging them

@@ -68,7 +68,7 @@ class Sweep(Experiment):
         rows, pending = {}, []
         for spec in runs:
             if _complete(spec.log):
-                rows[spec.index] = {**measure(spec.log), "error": ""}
+                rows[spec.index] = {**measure(spec.log, spec.text), "error": ""}
             else:
                 pending.append({"index": spec.index, "text": spec.text, "source": spec.source, "log": str(spec.log)})
         bar = tqdm(total=len(runs), initial=len(rows), desc=f"sweep {out_dir.name}", unit="run",

@@ -60,7 +60,7 @@ def run_one(task: dict) -> dict:
             experiment = protocol.experiment_cls(protocol)
             limit_threads()  # building the neuron may have imported torch or Brian2
             experiment.run(task["log"], progress=False)
-            row = measure(task["log"])
+            row = measure(task["log"], task["text"])
             row["error"] = ""
         except Exception as exc:  # noqa: BLE001 -- one failed run must not end the sweep
             row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
