@@ -268,6 +268,9 @@ def _describe(error: dict, prefix: str, model: type, body: Any = None) -> str:
     if kind == "missing":
         return f"{path}: required field missing"
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    named, _, rest = message.partition(": ")
+    if kind == "value_error" and rest and named in _field_names(model, error["loc"], body):
+        path, message = f"{path}.{named}" if path != "(top level)" else named, rest  # a model check naming its field
     if "input" in error and kind not in ("value_error", "assertion_error"):
         message += f", got {shorten(repr(error['input']), 60)}"
     return f"{path}: {message}"

@@ -13,11 +13,14 @@ import numpy as np
 from pydantic import Field
 from tqdm import tqdm
 
+from closedloop.errors import ProtocolError
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
+
+MAX_STIMULUS_VALUES = 50_000_000  # 400 MB of float64 stimuli made at once
 
 
 class FixedSetSettings(ExperimentSettings):
-    batch: int = Field(4000, ge=1, description="most presentations per call to the neuron")
+    batch: int = Field(4000, ge=1, le=1_000_000, description="most presentations per call to the neuron")
 
 
 class ParameterSpace:
@@ -48,6 +51,14 @@ class FixedSetExperiment(Experiment):
             self.settings = self.settings.model_copy(update={"record_rendered": True})
         self.presentations = 0
         self.session_end = 0.0  # latest presentation start on the log's clock
+
+    def check_size(self, count: int, what: str) -> None:
+        """Refuse, before anything is made, a set of stimuli too large to hold in memory at once."""
+        values = count * int(np.prod(self.neuron.stimulus_shape))
+        if values > MAX_STIMULUS_VALUES:
+            raise ProtocolError(f"{self.protocol.source}: {what}: {count} stimuli of shape "
+                                f"{tuple(self.neuron.stimulus_shape)} are {values:.3g} values; at most "
+                                f"{MAX_STIMULUS_VALUES:.0e} are made at once")
 
     def use_space(self, parameters, **description) -> ParameterSpace:
         self.space = ParameterSpace(self.neuron, parameters, **description)

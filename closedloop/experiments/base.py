@@ -16,7 +16,7 @@ from closedloop.recording.writer import RunWriter
 
 
 class ExperimentSettings(Settings):
-    seed: int = Field(0, ge=0, description="fixes every random draw of the run")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="fixes every random draw of the run")
     output: str | None = Field(None, description="run log path; default data/<protocol name>.h5")
     record_rendered: bool | None = Field(None, description="log every rendered stimulus; default when small")
 

@@ -26,25 +26,25 @@ from closedloop.registry import register
 class SeedStimuli(Settings):
     images: list[str] = Field(default_factory=list, description="scikit-image pictures, e.g. camera, astronaut")
     run: str | None = Field(None, description="an earlier run log: its best stimuli seed this one")
-    count: int = Field(4, ge=1, description="how many stimuli to take from `run`")
+    count: int = Field(4, ge=1, le=10_000, description="how many stimuli to take from `run`")
 
 
 class Reference(Settings):
-    count: int = Field(2, ge=1, description="fixed stimuli re-shown every generation")
-    repeats: int | None = Field(None, ge=1, description="default: the search's repeats, so that search "
+    count: int = Field(2, ge=1, le=1000, description="fixed stimuli re-shown every generation")
+    repeats: int | None = Field(None, ge=1, le=10_000, description="default: the search's repeats, so that search "
                                 "and reference stimuli are one presentation batch")
 
 
 class Retest(Settings):
-    top: int = Field(5, ge=1, description="re-test this many of the best stimuli at the end")
-    repeats: int = Field(10, ge=1)
+    top: int = Field(5, ge=1, le=10_000, description="re-test this many of the best stimuli at the end")
+    repeats: int = Field(10, ge=1, le=10_000, description="presentations of each re-tested stimulus")
 
 
 class EvolveSettings(ExperimentSettings):
-    generations: int | None = Field(30, ge=1, description="stop after this many generations")
-    budget: int | None = Field(None, ge=1, description="stop before the search exceeds this many presentations "
+    generations: int | None = Field(30, ge=1, le=1_000_000, description="stop after this many generations")
+    budget: int | None = Field(None, ge=1, le=10**9, description="stop before the search exceeds this many presentations "
                                "(reference and re-test presentations come on top)")
-    repeats: int = Field(1, ge=1, description="presentations of each stimulus per generation")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus per generation")
     aggregate: str = Field("mean", pattern="^(mean|median)$", description="how repeats become one score")
     seed_stimuli: SeedStimuli | None = None
     reference: Reference | None = None
