@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from closedloop.errors import LogError, reason
+from closedloop.errors import LogError, reason, shorten
 from closedloop.recording.writer import FORMAT, FORMAT_VERSION, GENERATION_COLUMNS, PHASES, STATUS, TRIAL_COLUMNS
 
 
@@ -70,6 +70,12 @@ class Run:
             if not isinstance(attrs.get(name), kinds):
                 raise LogError(f"{self.path}: damaged run log: attribute '{name}' is missing or not "
                                f"{'text' if kinds is str else 'a number'}")
+        from closedloop import registry
+
+        kind = attrs["kind"]
+        if kind not in registry.names("experiment") or registry.lookup("experiment", kind).writes_directory:
+            raise LogError(f"{self.path}: damaged run log: attribute 'kind' is {shorten(repr(kind), 40)}, not a "
+                           f"kind of run this closedloop logs")
         for role, text in self.file["config"].attrs.items():
             try:
                 if not isinstance(json.loads(text), dict):
