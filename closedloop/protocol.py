@@ -56,9 +56,7 @@ class Protocol:
         try:
             return section.cls(section.config, self.role_seed(role), **context)
         except (ValueError, TypeError) as exc:
-            named, _, rest = str(exc).partition(": ")
-            where = f"{role}.{named}" if rest and named.replace("_", "").replace(".", "").isalnum() else role
-            raise ProtocolError(f"{self.source}: {where}: {rest if where != role else exc}") from exc
+            raise ProtocolError(f"{self.source}: {role}: {exc}") from exc
 
     def _check_imports(self, role: str, raw: dict) -> None:
         """A log never runs code by itself: building a section that imports a module (any

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from closedloop.cli import main
 from closedloop.errors import ClosedLoopError
 from closedloop.recording import open_run
+from test_resume import wait_for_generations
 
 PROTOCOL = """
 kind: evolve
@@ -201,21 +201,6 @@ def test_a_writer_that_fails_to_start_releases_its_lock_and_partial_file(tmp_pat
 def start_run(tmp_path, name):
     (tmp_path / "p.yaml").write_text(PROTOCOL.replace("generations: 40", "generations: 400"))
     return cli("run", tmp_path / "p.yaml", "--out", tmp_path / name, "-q")
-
-
-def wait_for_generations(path, count, process, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists():
-            try:
-                with open_run(path) as run:
-                    if len(run.generations) >= count:
-                        return
-            except ClosedLoopError:
-                pass
-        assert process.poll() is None, process.stderr.read()
-        time.sleep(0.05)
-    raise TimeoutError
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
