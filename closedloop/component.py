@@ -6,13 +6,55 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, WrapValidator
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, WrapValidator, model_validator
+
+
+# The bounds policy: every number of a protocol is finite (NaN and Inf are refused everywhere),
+# and each numeric field states the range that makes physical sense with ge/gt/le/lt, so the
+# generated field reference shows it. A field that states no range still refuses magnitudes
+# beyond MAGNITUDE, which no quantity of a protocol reaches (ms, Hz, pixels, nA, counts).
+MAGNITUDE = 1e9
+# shared quantities, for fields that hold several of them (lists, ranges)
+Hertz = Annotated[float, Field(gt=0, le=100_000, description="Hz")]
+Degrees = Annotated[float, Field(ge=-3600, le=3600, description="degrees")]
+Decibels = Annotated[float, Field(ge=-120, le=0, description="dB re full scale")]
+CyclesPerPixel = Annotated[float, Field(gt=0, le=0.5, description="cycles per pixel, up to Nyquist")]
+Count = Annotated[int, Field(ge=1, le=10_000, description="how many")]
+Level = Annotated[float, Field(ge=-1e6, le=1e6, description="a stimulus value")]
 
 
 class Settings(BaseModel):
-    """A component's protocol section. Unknown fields are errors, never silently ignored."""
+    """A component's protocol section. Unknown fields are errors, never silently ignored; numbers
+    are finite and within their field's range (see MAGNITUDE)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _within_magnitude(self):
+        for name, info in type(self).model_fields.items():
+            if _has_range(info.metadata):
+                continue
+            for value in _numbers(getattr(self, name)):
+                if abs(value) > MAGNITUDE:
+                    raise ValueError(f"{info.alias or name}: {value:.3g} is beyond any physical value of this field "
+                                     f"(at most {MAGNITUDE:g} in size)")
+        return self
+
+
+def _has_range(metadata) -> bool:
+    return any(isinstance(m, (annotated_types.Le, annotated_types.Lt)) for m in metadata) and any(
+        isinstance(m, (annotated_types.Ge, annotated_types.Gt)) for m in metadata)
+
+
+def _numbers(value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _numbers(item)
 
 
 class Component:

@@ -152,18 +152,23 @@ def test_resume_of_a_complete_run_is_refused(capsys, good_log):
 
 
 def test_resume_of_a_run_still_being_written_is_refused(tmp_path, capsys, good_log):
-    from closedloop.recording.writer import lock, unlock
+    import subprocess
+    import sys
 
     path = tmp_path / "live.h5"
     path.write_bytes(good_log.read_bytes())
     with h5py.File(path, "a") as f:
         f["status"][0] = 0
-    held = lock(path)  # as a running writer holds it
+    holder = subprocess.Popen(  # another process holds the lock, as a running writer does
+        [sys.executable, "-c", "import sys; from pathlib import Path; from closedloop.recording.writer import lock; "
+         f"lock(Path({str(path)!r})); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline().strip() == "held"
         assert main(["resume", str(path)]) == 2
         assert "is being written by another closedloop process" in capsys.readouterr().err
     finally:
-        unlock(path, held)
+        holder.communicate("")
 
 
 @register("space", "test_nan_space")

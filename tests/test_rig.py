@@ -15,7 +15,7 @@ import zmq
 
 from closedloop import protocol as protocol_module
 from closedloop.cli import main
-from closedloop.errors import ClosedLoopError, Interrupted
+from closedloop.errors import ClosedLoopError, NeuronStopped
 from closedloop.recording import open_run
 from closedloop.rig import wire
 from closedloop.rig.server import Server, load_neuron
@@ -174,7 +174,7 @@ def test_client_reports_a_server_it_cannot_use(tmp_path):
                 loaded.experiment_cls(loaded)
             thread.join(30)
             assert replies and replies[0]["version"] == wire.VERSION
-            assert ("version 7" in str(caught.value)) if name == "version" else isinstance(caught.value, Interrupted)
+            assert ("version 7" in str(caught.value)) if name == "version" else isinstance(caught.value, NeuronStopped)
 
 
 def test_loopback_only_without_keys(tmp_path, capsys):
@@ -204,7 +204,7 @@ def test_curve_keys_let_in_only_key_holders(tmp_path):
         for neuron in ({"kind": "remote", "address": endpoint, "timeout": 1.5},
                        {"kind": "remote", "address": endpoint, "timeout": 1.5, "keys": str(stranger)}):
             refused = write_protocol(tmp_path, "refused.yaml", neuron, generations=2)
-            assert run(refused, tmp_path / "refused.h5") == Interrupted.exit_code
+            assert run(refused, tmp_path / "refused.h5") == NeuronStopped.exit_code
             assert not (tmp_path / "refused.h5").exists()
 
 
@@ -238,7 +238,7 @@ def test_timeout_leaves_the_run_interrupted_and_resume_finishes_it(tmp_path, cap
     with serving(tmp_path, rig={"stall_after": 3}) as (endpoint, _):
         remote = write_protocol(tmp_path, "remote.yaml", {"kind": "remote", "address": endpoint, "timeout": 4,
                                                           "retry": 0.3})
-        assert run(remote, tmp_path / "remote.h5") == Interrupted.exit_code
+        assert run(remote, tmp_path / "remote.h5") == NeuronStopped.exit_code
     assert "no answer to present within 4 s" in capsys.readouterr().err
     with open_run(tmp_path / "remote.h5") as log:
         assert log.status == "interrupted" and len(log.generations) == 3

@@ -16,7 +16,7 @@ def rendered(run, indices) -> np.ndarray | None:
     if images is not None:
         return images
     try:
-        space = protocol_module.parse(run.protocol, str(run.path)).build("space")
+        space = protocol_module.parse(run.protocol, str(run.path), allowed_imports=()).build("space")  # from a log
         return space.render(run.z[np.asarray(indices)])
     except (ClosedLoopError, KeyError, ValueError, NotImplementedError):
         return None

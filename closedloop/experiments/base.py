@@ -11,12 +11,12 @@ import numpy as np
 from pydantic import Field
 
 from closedloop.component import Settings
-from closedloop.errors import Interrupted, InvalidValueError, ProtocolError
+from closedloop.errors import Interrupted, InvalidValueError, NeuronStopped, ProtocolError
 from closedloop.recording.writer import RunWriter
 
 
 class ExperimentSettings(Settings):
-    seed: int = Field(0, ge=0, description="fixes every random draw of the run")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="fixes every random draw of the run")
     output: str | None = Field(None, description="run log path; default data/<protocol name>.h5")
     record_rendered: bool | None = Field(None, description="log every rendered stimulus; default when small")
 
@@ -51,8 +51,8 @@ class Experiment:
                     f"{list(accepted)}; set space.value_range")
         self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
                           if "optimizer" in protocol.sections else None)
-        self.stop_requested = False
-        self.interruption: Interrupted | None = None  # why the run stopped early, when not by Ctrl-C
+        self.stop_requested = 0  # or the number of the signal that asked the run to stop
+        self.interruption: NeuronStopped | None = None  # why the neuron stopped the run, if it did
 
     def rng(self, stream: str, *index: int) -> np.random.Generator:
         """An independent generator for one named purpose (and, say, one chunk), fixed by the seed."""
@@ -91,25 +91,39 @@ class Experiment:
 
     @contextmanager
     def stop_on_interrupt(self):
-        """Ctrl-C asks the loop to stop after the generation in flight, which is then logged. A
-        neuron that raises Interrupted (a rig that stopped answering) stops it at once, the
-        generation in flight unlogged: the run ends interrupted, and resume continues it."""
+        """Ctrl-C (SIGINT) or SIGTERM (what batch schedulers send) asks the loop to stop after the
+        generation in flight, which is then logged; `stop_requested` holds the signal's number.
+        The same signal again stops at once (the generation in flight is dropped). A neuron that
+        raises NeuronStopped (a rig that stopped answering) stops the run at once, the generation
+        in flight unlogged: the run ends interrupted, and resume continues it."""
         def ask_to_stop(signum, frame):
             if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
+                raise Interrupted(signum)
+            self.stop_requested = signum
 
-        try:
-            previous = signal.signal(signal.SIGINT, ask_to_stop)
-        except ValueError:  # not the main thread
-            previous = None
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, ask_to_stop)
+            except ValueError:  # not the main thread
+                pass
         try:
             yield
-        except Interrupted as exc:
+        except NeuronStopped as exc:
             self.stop_requested, self.interruption = True, exc
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def final_status(self) -> str:
+        return "interrupted" if self.stop_requested else "complete"
+
+    def summary(self, status: str, path, **numbers) -> dict:
+        """What run() returns: the status, the log, and the signal that stopped the run, if any."""
+        stopped = {} if self.interruption is None else {"reason": str(self.interruption)}
+        if status == "interrupted" and self.stop_requested and self.interruption is None:  # True (asked by code, not a signal) counts as Ctrl-C
+            stopped["signal"] = signal.SIGINT if self.stop_requested is True else int(self.stop_requested)
+        return {"status": status, "log": str(path), **stopped, **numbers}
 
     def run(self, path, progress: bool = True) -> dict:
         raise NotImplementedError

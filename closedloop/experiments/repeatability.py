@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from closedloop.component import Hertz
 from closedloop.errors import ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.registry import register
@@ -21,16 +22,16 @@ from closedloop.stimuli import (grating, noise, to_neuron_range, tone,
 
 
 class RepeatabilitySettings(FixedSetSettings):
-    blocks: int = Field(30, ge=2, description="times the whole set is shown")
-    repeats: int = Field(1, ge=1, description="presentations of each item within a block")
-    items: int = Field(8, ge=3, description="stimuli in the set")
+    blocks: int = Field(30, ge=2, le=100_000, description="times the whole set is shown")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each item within a block")
+    items: int = Field(8, ge=3, le=10_000, description="stimuli in the set")
     family: str = Field("auto", pattern="^(auto|grating|noise|tone)$",
                         description="gratings at evenly spaced orientations, noise images or tones; auto: "
                                     "gratings for image neurons, tones for audio ones")
-    contrast: float = Field(0.25, gt=0, description="images: RMS contrast")
-    spatial_frequency: float = Field(0.15, gt=0, description="gratings: cycles per pixel")
-    frequency_range: tuple[float, float] = Field((250.0, 4000.0), description="tones: log-spaced over this range, Hz")
-    level: float = Field(-20.0, description="tones: dB re full scale")
+    contrast: float = Field(0.25, gt=0, le=10, description="images: RMS contrast")
+    spatial_frequency: float = Field(0.15, gt=0, le=0.5, description="gratings: cycles per pixel")
+    frequency_range: tuple[Hertz, Hertz] = Field((250.0, 4000.0), description="tones: log-spaced over this range, Hz")
+    level: float = Field(-20.0, ge=-120, le=0, description="tones: dB re full scale")
     compare_reset_state: bool = Field(False, description="run the session again with the neuron's reset_state flipped")
 
     @model_validator(mode="after")

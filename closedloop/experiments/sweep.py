@@ -22,6 +22,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from closedloop.component import Settings
+from closedloop.errors import ClosedLoopError, write_error
 from closedloop.experiments.base import Experiment
 from closedloop.registry import register
 
@@ -58,17 +59,31 @@ class Sweep(Experiment):
             return Path(self.settings.output)
         return Path("data") / Path(self.protocol.source).stem
 
-    def run(self, path=None, progress: bool = True, workers: int | None = None, scheduler=None) -> dict:
+    def run(self, path=None, progress: bool = True, workers: int | None = None, scheduler=None,
+            connect_timeout: float = 10.0) -> dict:
+        out_dir = Path(path) if path is not None else self.default_output()
+        runs = [self._relocate(spec, out_dir) for spec in self.runs]
+        client = None
+        if scheduler is not None and not all(_complete(spec.log) for spec in runs):
+            client = _connect(scheduler, connect_timeout)  # before anything is written
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(out_dir, exc, "cannot create the sweep's folder") from None
+        try:
+            return self._run(out_dir, runs, progress, workers, client)
+        finally:
+            if client is not None and client is not scheduler:
+                client.close()
+
+    def _run(self, out_dir, runs, progress, workers, client) -> dict:
         from closedloop.sweeps import execute, summary
         from closedloop.sweeps.measure import measure
 
-        out_dir = Path(path) if path is not None else self.default_output()
-        runs = [self._relocate(spec, out_dir) for spec in self.runs]
-        out_dir.mkdir(parents=True, exist_ok=True)
         rows, pending = {}, []
         for spec in runs:
             if _complete(spec.log):
-                rows[spec.index] = {**measure(spec.log), "error": ""}
+                rows[spec.index] = {**measure(spec.log, spec.text), "error": ""}
             else:
                 pending.append({"index": spec.index, "text": spec.text, "source": spec.source, "log": str(spec.log)})
         bar = tqdm(total=len(runs), initial=len(rows), desc=f"sweep {out_dir.name}", unit="run",
@@ -79,8 +94,10 @@ class Sweep(Experiment):
             bar.update()
 
         try:
-            if pending and scheduler is not None:
-                execute.run_dask(pending, scheduler, done)
+            if pending and client is not None:
+                from closedloop.sweeps.dask import run_dask
+
+                run_dask(pending, client, done)
             elif pending:
                 execute.run_local(pending, workers, done)
         finally:
@@ -111,6 +128,14 @@ class Sweep(Experiment):
         echo(f"summary: {summary['summary']}")
         if "figure" in summary:
             echo(f"figure: {summary['figure']}")
+
+
+def _connect(scheduler, timeout: float):
+    try:
+        from closedloop.sweeps.dask import connect
+    except ImportError:
+        raise ClosedLoopError("--scheduler needs dask.distributed: pip install 'closedloop[extras]'") from None
+    return connect(scheduler, timeout)
 
 
 def _complete(log: Path) -> bool:

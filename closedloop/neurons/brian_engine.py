@@ -227,7 +227,8 @@ class StandaloneSimulator:
             path = work / f"{name}.dat"
             np.ascontiguousarray(values, dtype=np.float64).tofile(path)
             args.append(f"cells.{name}={path}")
-        args += [f"cells.noise_sigma={inputs.noise_sigma!r}", f"cells.noise_seed={int(inputs.seed)}"]
+        # repr of a Python float round-trips through the binary's strtod; a numpy scalar's would not
+        args += [f"cells.noise_sigma={float(inputs.noise_sigma)!r}", f"cells.noise_seed={int(inputs.seed)}"]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.layout.threads), "OMP_WAIT_POLICY": "active" if self.layout.threads > 1 else "passive"}
         # its own session: a Ctrl-C meant for the experiment must not kill the simulation in flight
         done = subprocess.run(args, cwd=self.project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

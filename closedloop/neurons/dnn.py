@@ -14,39 +14,40 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import Settings
+from closedloop.component import Level, Settings
+from closedloop.errors import reason
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
 from closedloop.registry import register
 
 
 class NoiseSettings(Settings):
     kind: Literal["none", "poisson", "gaussian"] = "none"
-    rate_scale: float = Field(20.0, gt=0, description="poisson: counts ~ Poisson(rate_scale * max(0, activation))")
-    sigma: float = Field(0.1, ge=0, description="gaussian: response = activation * (1 + sigma * N(0, 1))")
+    rate_scale: float = Field(20.0, gt=0, le=1e6, description="poisson: counts ~ Poisson(rate_scale * max(0, activation))")
+    sigma: float = Field(0.1, ge=0, le=100, description="gaussian: response = activation * (1 + sigma * N(0, 1))")
 
 
 class DNNSettings(Settings):
     model: str | None = Field(None, description="a zoo model name (see `closedloop zoo`)")
     import_: str | None = Field(None, alias="import", description="or your own: 'package.module:factory'")
     weights: str | None = Field(None, description="a state_dict file for the imported model (path from the working directory)")
-    input_shape: tuple[int, ...] | None = Field(None, description="imported model: shape of one stimulus")
-    value_range: tuple[float, float] = Field((0.0, 1.0), description="imported model: the input range it expects")
+    input_shape: tuple[Annotated[int, Field(ge=1, le=100_000)], ...] | None = Field(None, min_length=1, max_length=4, description="imported model: shape of one stimulus")
+    value_range: tuple[Level, Level] = Field((0.0, 1.0), description="imported model: the input range it expects")
     modality: Literal["image", "audio"] = Field("image", description="imported model: image or audio")
-    sample_rate: int | None = Field(None, gt=0, description="imported audio model: the sample rate it expects, Hz")
+    sample_rate: int | None = Field(None, ge=1000, le=384_000, description="imported audio model: the sample rate it expects, Hz")
     unit: str | None = Field(None, description="a zoo unit name; default the model's default unit")
     layer: str | None = Field(None, description="module path of the layer ('' = the model's output)")
-    channel: int | None = Field(None, ge=0, description="channel index on axis 1 of the layer's output")
-    position: tuple[int, ...] | None = Field(None, description="index into the remaining axes; default their mean")
+    channel: int | None = Field(None, ge=0, le=1_000_000, description="channel index on axis 1 of the layer's output")
+    position: tuple[Annotated[int, Field(ge=-100_000, le=100_000)], ...] | None = Field(None, max_length=4, description="index into the remaining axes; default their mean")
     noise: NoiseSettings = NoiseSettings()
-    batch_size: int = Field(256, ge=1, description="stimuli per forward pass")
-    threads: int = Field(1, ge=1, description="torch threads (at most the cores)")
-    period: float = Field(0.1, gt=0, description="nominal seconds per presentation, for t_start")
+    batch_size: int = Field(256, ge=1, le=100_000, description="stimuli per forward pass")
+    threads: int = Field(1, ge=1, le=1024, description="torch threads (at most the cores)")
+    period: float = Field(0.1, gt=0, le=3600, description="nominal seconds per presentation, for t_start")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -217,8 +218,14 @@ class DNNUnit(Neuron):
 
     def _check_selection(self):
         """Fail at construction, not mid-run, when layer/channel/position do not fit."""
-        with torch.no_grad():
-            self._forward(torch.full((1, *self.stimulus_shape), float(np.mean(self.value_range))))
+        probe = torch.full((1, *self.stimulus_shape), float(np.mean(self.value_range)))
+        try:
+            with torch.no_grad():
+                self._forward(probe)
+        except (RuntimeError, IndexError, TypeError) as exc:  # the network's own complaint about the shape
+            what = "input_shape" if self.config.import_ is not None else "model"
+            raise ValueError(f"{what}: the network does not take stimuli of shape {self.stimulus_shape} (a batch "
+                             f"{tuple(probe.shape)}): {reason(exc)}") from None
 
     def _as_batch(self, stimuli) -> np.ndarray:
         stimuli = np.asarray(stimuli, dtype=np.float32)

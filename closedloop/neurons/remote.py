@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from closedloop.component import Settings
-from closedloop.errors import ClosedLoopError, Interrupted
+from closedloop.errors import ClosedLoopError, NeuronStopped
 from closedloop.neurons.base import Neuron, Trials
 from closedloop.registry import register
 from closedloop.rig import wire
@@ -111,7 +111,7 @@ class RemoteNeuron(Neuron):
                 break
             shown, shown_repeats = stimuli[target // repeats], 1  # the dropped trials, once each
         else:
-            raise Interrupted(f"{self.config.address}: {target.size} trials dropped more than "
+            raise NeuronStopped(f"{self.config.address}: {target.size} trials dropped more than "
                               f"{self.config.max_drops} times in a row (neuron.max_drops)")
         shape = (n, repeats)
         state = {name: out[name].reshape(shape) for name in self.served_columns}
@@ -155,7 +155,7 @@ class RemoteNeuron(Neuron):
             raise ClosedLoopError(f"neuron: {self.config.address} refused the handshake: [{exc.code}] {exc}") from None
         served = _description(header, self.config.address)
         if self.served is not None and {**served, "max_bytes": 0} != {**self.served, "max_bytes": 0}:
-            raise Interrupted(f"{self.config.address}: the server now serves another neuron than this run's")
+            raise NeuronStopped(f"{self.config.address}: the server now serves another neuron than this run's")
         first, self.served, self.session = self.served is None, served, header["session"]
         self.sessions += 1
         if first:
@@ -164,7 +164,7 @@ class RemoteNeuron(Neuron):
             try:
                 self._call("set_state", {f"state/{k}": v for k, v in self.state.items()})
             except Refused as exc:
-                raise Interrupted(f"{self.config.address}: cannot restore the neuron's state after the server "
+                raise NeuronStopped(f"{self.config.address}: cannot restore the neuron's state after the server "
                                   f"lost the session: [{exc.code}] {exc}") from None
 
     def _learn(self, served: dict, arrays) -> None:
@@ -175,7 +175,7 @@ class RemoteNeuron(Neuron):
         self.served_columns = tuple(served["state_columns"])
         clash = set(self.served_columns) & set(RIG_COLUMNS)
         if clash:
-            raise Interrupted(f"{self.config.address}: the neuron's state columns {sorted(clash)} clash with the "
+            raise NeuronStopped(f"{self.config.address}: the neuron's state columns {sorted(clash)} clash with the "
                               f"rig's own columns")
         self.state_columns = (*self.served_columns, *RIG_COLUMNS)
         self.claim = None if served["claim"] is None else tuple(served["claim"])
@@ -192,9 +192,9 @@ class RemoteNeuron(Neuron):
                 return self._call(kind, arrays, **fields)
             except Refused as exc:
                 if exc.code != "no_session":
-                    raise Interrupted(f"{self.config.address}: the server refused {kind}: [{exc.code}] {exc}") from None
+                    raise NeuronStopped(f"{self.config.address}: the server refused {kind}: [{exc.code}] {exc}") from None
             self._open()
-        raise Interrupted(f"{self.config.address}: the server lost the session {REOPENS} times for one request")
+        raise NeuronStopped(f"{self.config.address}: the server lost the session {REOPENS} times for one request")
 
     def _present_once(self, stimuli: np.ndarray, repeats: int) -> dict:
         header, arrays = self._request("present", {"stimuli": stimuli}, repeats=repeats)
@@ -230,7 +230,7 @@ class RemoteNeuron(Neuron):
                 return self._answer(socket.recv_multipart(copy=False), kind)
             self.close()  # a REQ socket without an answer cannot send again: the request goes on a new one
             if time.monotonic() >= deadline:
-                raise Interrupted(f"{self.config.address}: no answer to {kind} within {self.config.timeout:g} s "
+                raise NeuronStopped(f"{self.config.address}: no answer to {kind} within {self.config.timeout:g} s "
                                   f"(neuron.timeout); is the server running?")
             wait = min(2 * wait, MAX_RETRY_WAIT)
 
@@ -255,13 +255,13 @@ class RemoteNeuron(Neuron):
         except wire.WireError as exc:
             if exc.code == "version":
                 raise ClosedLoopError(f"{self.config.address}: the server {exc}") from None
-            raise Interrupted(f"{self.config.address}: unreadable answer to {kind}: {exc}") from None
+            raise NeuronStopped(f"{self.config.address}: unreadable answer to {kind}: {exc}") from None
         if header["type"] == "error":
             if header.get("code") == "version":
                 raise ClosedLoopError(f"{self.config.address}: the server refused this client: {header.get('message')}")
             raise Refused(str(header.get("code")), str(header.get("message")))
         if header["type"] != kind or header["request"] != self.request:
-            raise Interrupted(f"{self.config.address}: answered {header['type']} {header['request']} to "
+            raise NeuronStopped(f"{self.config.address}: answered {header['type']} {header['request']} to "
                               f"{kind} {self.request}")
         return header, arrays
 
@@ -273,10 +273,10 @@ class RemoteNeuron(Neuron):
             value = arrays.get(name)
             if value is None:
                 if default is None:
-                    raise Interrupted(f"{where}: the answer to present lacks array {name!r}")
+                    raise NeuronStopped(f"{where}: the answer to present lacks array {name!r}")
                 return np.broadcast_to(default, shape).ravel()
             if value.shape != shape or value.dtype.kind not in dtype_kind:
-                raise Interrupted(f"{where}: array {name!r} is {value.dtype} {list(value.shape)}, expected "
+                raise NeuronStopped(f"{where}: array {name!r} is {value.dtype} {list(value.shape)}, expected "
                                   f"{list(shape)} of kind {dtype_kind!r}")
             return value.ravel()
 
@@ -291,12 +291,12 @@ class RemoteNeuron(Neuron):
         if "spike_count" in arrays:
             counts, times = take("spike_count", dtype_kind="iu"), arrays.get("spike_times")
             if times is None or times.ndim != 1 or counts.min(initial=0) < 0 or counts.sum() != len(times):
-                raise Interrupted(f"{where}: spike_times do not match spike_count")
+                raise NeuronStopped(f"{where}: spike_times do not match spike_count")
             out["spikes"] = np.split(np.asarray(times, dtype=np.float64), np.cumsum(counts)[:-1])
         state = {k.removeprefix("state/"): np.array(v, dtype=np.float64) for k, v in arrays.items()
                  if k.startswith("state/")}
         if set(state) != set(self.state) or any(v.size != self.state[k].size for k, v in state.items()):
-            raise Interrupted(f"{where}: the answer's state arrays differ from the handshake's")
+            raise NeuronStopped(f"{where}: the answer's state arrays differ from the handshake's")
         self.state = {k: v.reshape(self.state[k].shape) for k, v in state.items()}
         return out
 
@@ -304,7 +304,7 @@ class RemoteNeuron(Neuron):
 def _description(header: dict, where: str) -> dict:
     """What the handshake says about the neuron, checked field by field."""
     def bad(field, value):
-        return Interrupted(f"{where}: handshake field {field!r} is unusable: {value!r}")
+        return NeuronStopped(f"{where}: handshake field {field!r} is unusable: {value!r}")
 
     shape = header.get("stimulus_shape")
     if not isinstance(shape, list) or not shape or not all(isinstance(k, int) and k > 0 for k in shape):

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from closedloop.errors import LogError
-from closedloop.recording.writer import FORMAT, FORMAT_VERSION, PHASES, STATUS
+from closedloop.errors import LogError, reason, shorten
+from closedloop.recording.writer import FORMAT, FORMAT_VERSION, GENERATION_COLUMNS, PHASES, STATUS, TRIAL_COLUMNS
 
 
 def _open(path: Path) -> h5py.File:
@@ -68,12 +68,51 @@ class Run:
             for group in ("stimuli", "trials", "generations", "config"):
                 if group not in self.file:
                     raise LogError(f"{self.path}: damaged run log: group '/{group}' is missing")
+            self._check_layout()
         except LogError:
             self.file.close()
             raise
-        except (OSError, KeyError, RuntimeError) as exc:
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
             self.file.close()
-            raise LogError(f"{self.path}: damaged run log ({exc})") from None
+            raise LogError(f"{self.path}: damaged run log ({reason(exc)})") from None
+
+    def _check_layout(self):
+        """Every attribute and dataset the readers rely on is there, of the right kind and shape,
+        so that a damaged log is refused here in one line, not deep inside an analysis."""
+        attrs = self.file.attrs
+        for name, kinds in (("protocol", str), ("kind", str), ("seed", (int, np.integer))):
+            if not isinstance(attrs.get(name), kinds):
+                raise LogError(f"{self.path}: damaged run log: attribute '{name}' is missing or not "
+                               f"{'text' if kinds is str else 'a number'}")
+        from closedloop import registry
+
+        kind = attrs["kind"]
+        if kind not in registry.names("experiment") or registry.lookup("experiment", kind).writes_directory:
+            raise LogError(f"{self.path}: damaged run log: attribute 'kind' is {shorten(repr(kind), 40)}, not a "
+                           f"kind of run this closedloop logs")
+        for role, text in self.file["config"].attrs.items():
+            try:
+                if not isinstance(json.loads(text), dict):
+                    raise ValueError
+            except (ValueError, TypeError):
+                raise LogError(f"{self.path}: damaged run log: configuration '{role}' is not a JSON "
+                               f"mapping") from None
+        expected = {"status": 1, "stimuli/z": 2, "stimuli/generation": 1, "spikes/times": 1,
+                    "generations/recommended": 2,
+                    **{f"trials/{name}": 1 for name in TRIAL_COLUMNS},
+                    **{f"generations/{name}": 1 for name in GENERATION_COLUMNS}}
+        expected.update({f"trials/state/{name}": 1 for name in self.file["trials"].get("state", {})})
+        expected.update({f"state/{name}": 2 for name in self.file.get("state", {})})
+        for name, ndim in expected.items():
+            item = self.file.get(name)
+            if not isinstance(item, h5py.Dataset):
+                raise LogError(f"{self.path}: damaged run log: dataset '/{name}' is missing")
+            if item.ndim != ndim or item.dtype.kind not in "iuf" or (name == "status" and item.shape != (1,)):
+                raise LogError(f"{self.path}: damaged run log: dataset '/{name}' has shape {item.shape} "
+                               f"and type {item.dtype}, not a {ndim}-D numeric array")
+        if self.file["generations/recommended"].shape[1] != self.file["stimuli/z"].shape[1]:
+            raise LogError(f"{self.path}: damaged run log: '/generations/recommended' and '/stimuli/z' "
+                           f"differ in width")
 
     def __repr__(self) -> str:
         if not self.file.id.valid:
@@ -145,7 +184,7 @@ class Run:
 
     @cached_property
     def config(self) -> dict[str, dict]:
-        return {role: json.loads(text) for role, text in self.file["config"].attrs.items()}
+        return {role: json.loads(text) for role, text in self.file["config"].attrs.items()}  # checked on opening
 
     @cached_property
     def trials(self) -> pd.DataFrame:
@@ -155,7 +194,14 @@ class Run:
         paths += [f"trials/state/{name}" for name in group.get("state", {})]
         n = min(self.file[path].shape[0] for path in paths)  # a batch may be half-appended while written
         table = {path.rsplit("/", 1)[1]: self._read(path)[:n] for path in paths}
-        frame = pd.DataFrame(table)
+        n = self._check_rows("trials", n, {
+            "the stimulus index is out of range": (table["stimulus"] < 0) | (table["stimulus"] >= len(self.file["stimuli/z"])),
+            "the phase is not one of search, reference, retest": ~np.isin(table["phase"], list(PHASES.values())),
+            "the response is NaN or Inf": ~np.isfinite(table["response"]),
+            "the spikes lie outside '/spikes/times'": (table["spike_start"] < 0) | (table["spike_count"] < 0)
+            | (table["spike_start"] + table["spike_count"] > len(self.file["spikes/times"])),
+        })
+        frame = pd.DataFrame({name: values[:n] for name, values in table.items()})
         frame["phase"] = pd.Categorical.from_codes(frame["phase"], categories=list(PHASES))
         return frame
 
@@ -166,7 +212,29 @@ class Run:
         # a generation counts once all its rows are in: its summary, recommendation and saved state
         per_generation = [group[name] for name in group] + list(self.file.get("state", {}).values())
         n = min(dataset.shape[0] for dataset in per_generation)
-        return pd.DataFrame({name: self._read(f"generations/{name}")[:n] for name in columns})
+        table = {name: self._read(f"generations/{name}")[:n] for name in columns}
+        best = table["best_stimulus"]
+        n = self._check_rows("generations", n, {
+            "the best stimulus is out of range": (best < -1) | (best >= len(self.file["stimuli/z"]))})
+        return pd.DataFrame({name: values[:n] for name, values in table.items()})
+
+    def _check_rows(self, table: str, n: int, problems: dict) -> int:
+        """The rows to use: all of them, or, while the log is still written, those before the first
+        row a reader may see half-written; a closed or abandoned log with a bad row is refused."""
+        for what, bad in problems.items():
+            if np.any(bad):
+                rows = np.nonzero(bad)[0]
+                if self.status == "running" and self._writer_alive():
+                    n = min(n, int(rows[0]))
+                    continue
+                raise LogError(f"{self.path}: damaged run log: in {len(rows)} rows of '/{table}' {what} "
+                               f"(first: row {rows[0]})")
+        return n
+
+    def _writer_alive(self) -> bool:
+        from closedloop.recording.writer import is_locked
+
+        return is_locked(self.path)
 
     @property
     def created(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from closedloop import protocol as protocol_module
-from closedloop.errors import ProtocolError
+from closedloop.errors import ProtocolError, reason
 
 
 @dataclass
@@ -47,10 +47,10 @@ def load_base(source: str, base: Any) -> dict:
         if not path.is_file():
             raise ProtocolError(f"{source}: base: no such protocol file {str(path)!r}")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ProtocolError(f"{source}: base: cannot read {str(path)!r} ({first})") from None
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"{source}: base: cannot read {str(path)!r} ({reason(exc)})") from None
+        data = protocol_module.load_yaml(text, f"{source}: base ({path})")
         where = f"base ({path})"
     else:
         data, where = base, "base"

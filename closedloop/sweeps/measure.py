@@ -14,9 +14,10 @@ METRICS = ("status", "best_response", "best_clean_response", "fraction_of_optimu
            "recommended_rf_correlation", "presentations", "generations", "wall_time")
 
 
-def measure(path) -> dict:
+def measure(path, text: str | None = None) -> dict:
     """Final best (measured and clean) response, fraction of the known optimum, correlation of the
-    best stimulus and of the last recommendation with the true receptive field, cost."""
+    best stimulus and of the last recommendation with the true receptive field, cost. `text`: the
+    run's protocol as the sweep made it; without it the log's own, which may import no code."""
     row = dict.fromkeys(METRICS, math.nan)
     with open_run(path) as run:
         row["status"] = run.status
@@ -31,7 +32,8 @@ def measure(path) -> dict:
         of_best = trials[(trials["stimulus"] == best) & (trials["phase"] == "search")]
         clean = of_best["clean"].to_numpy()
         row["best_clean_response"] = float(clean.mean()) if np.isfinite(clean).any() else math.nan
-        protocol = protocol_module.parse(run.protocol, str(path))
+        protocol = (protocol_module.parse(text, str(path)) if text is not None
+                    else protocol_module.parse(run.protocol, str(path), allowed_imports=()))
         rf, best_image = run.receptive_field, None
         if rf is not None:
             space = protocol.build("space")
