@@ -240,7 +240,7 @@ def validate(source: str, prefix: str, model: type, body: dict):
     """The validated settings, or a ProtocolError of one line naming the field."""
     _check_kinds(source, prefix, body)
     try:
-        return model.modelvalidate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model, body, exc.errors())}") from None
     except (TypeError, KeyError, AttributeError, ArithmeticError) as exc:  # a validator met a shape it never expected
