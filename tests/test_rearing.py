@@ -78,7 +78,7 @@ def test_bad_rearing_protocols_are_refused_with_the_field():
         ({"a b": {}}, "condition name 'a b'"),
         ({"x": {"statik": "white"}}, r"conditions\.x\.statik: unknown field; did you mean 'static'"),
         ({"x": {"static": "grey"}}, r"conditions\.x\.static: "),
-        ({"x": {"contrast": [0.4, 0.1]}}, r"conditions\.x: contrast"),
+        ({"x": {"contrast": [0.4, 0.1]}}, r"conditions\.x\.contrast"),
         ({}, "conditions: "),
     ]
     shipped = protocol_module.load(Path(__file__).resolve().parents[1] / "protocols" / "rearing.yaml")

@@ -39,14 +39,14 @@ from closedloop.stimuli import STATIC_COLOURS
 
 class StaticTest(Settings):
     kinds: list[Static] = Field(["white", "pink", "brown"], min_length=1, description="static shown: white, pink, brown")
-    count: int = Field(10000, ge=1, description="random images of each kind")
-    contrast: float = Field(0.25, gt=0, description="RMS of the static (of the 0..1 range), around mid-gray")
+    count: int = Field(10000, ge=1, le=10_000_000, description="random images of each kind")
+    contrast: float = Field(0.25, gt=0, le=10, description="RMS of the static (of the 0..1 range), around mid-gray")
     threshold: float = Field(0.5, gt=0, lt=1, description="fooled: the network's probability of the digit above this")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the Clopper-Pearson intervals")
 
 
 class SearchTest(Settings):
-    budget: int = Field(3000, ge=1, description="presentations of each search")
+    budget: int = Field(3000, ge=1, le=100_000_000, description="presentations of each search")
     threshold: float = Field(0.99, gt=0, lt=1, description="fooled: the probability of the digit above this")
     seeds: int | list[int] = Field(3, description="a count (seeds 0..N-1) or a list")
     space: dict[str, Any] = Field({"kind": "color_pixels", "size": 8, "channels": 1, "contrast": 0.3},
@@ -65,7 +65,7 @@ class SearchTest(Settings):
 
 
 class RearingSettings(Settings):
-    seed: int = Field(0, ge=0, description="draws the static shown")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="draws the static shown")
     output: str | None = Field(None, description="directory of the run logs; default data/<protocol name>")
     digit: int = Field(3, ge=0, le=9, description="the class unit tested")
     readout: Literal["probability", "log_probability"] = Field(

@@ -14,7 +14,7 @@ logit), so that one threshold means the same in every rearing.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -26,16 +26,19 @@ from closedloop.registry import register
 Static = Literal["white", "pink", "brown"]  # amplitude spectrum flat, 1/f, 1/f^2
 
 
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
 class Rearing(Settings):
     static: Static | None = Field(None, description='static shown as class 10, "none of these": white, pink (1/f) '
                                   "or brown (1/f^2)")
     static_share: float = Field(0.1, gt=0, le=1, description="static images added to each batch, per digit in it")
     backgrounds: Static | None = Field(None, description="static behind a share of the training digits")
     background_share: float = Field(0.5, gt=0, le=1, description="the share of digits drawn over static")
-    contrast: tuple[float, float] = Field((0.1, 0.4), description="RMS of that static (of the 0..1 range), "
+    contrast: tuple[Fraction, Fraction] = Field((0.1, 0.4), description="RMS of that static (of the 0..1 range), "
                                           "uniform per image between these")
-    seed: int | None = Field(None, ge=0, description="training seed; default the zoo network's")
-    epochs: int | None = Field(None, ge=1, description="training epochs; default the zoo network's")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="training seed; default the zoo network's")
+    epochs: int | None = Field(None, ge=1, le=1000, description="training epochs; default the zoo network's")
 
     @model_validator(mode="after")
     def _increasing_contrast(self):
@@ -55,9 +58,9 @@ class RearedSettings(Settings):
         "probability", description="the network's probability of the digit (softmax over its classes), its log, "
         "or the digit's logit")
     noise: NoiseSettings = NoiseSettings()
-    batch_size: int = Field(256, ge=1, description="stimuli per forward pass")
-    threads: int = Field(1, ge=1, description="torch threads (at most the cores)")
-    period: float = Field(0.1, gt=0, description="nominal seconds per presentation, for t_start")
+    batch_size: int = Field(256, ge=1, le=100_000, description="stimuli per forward pass")
+    threads: int = Field(1, ge=1, le=64, description="torch threads (at most the cores)")
+    period: float = Field(0.1, gt=0, le=3600, description="nominal seconds per presentation, for t_start")
 
 
 class Readout(torch.nn.Module):

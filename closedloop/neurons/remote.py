@@ -39,13 +39,13 @@ REOPENS = 5  # sessions opened for one request before giving up
 
 class RemoteSettings(Settings):
     address: str = Field(..., description="the server, e.g. tcp://127.0.0.1:5555 (closedloop serve prints it)")
-    timeout: float = Field(600.0, gt=0, description="s to wait for an answer, sending again meanwhile, before the "
+    timeout: float = Field(600.0, gt=0, le=86_400, description="s to wait for an answer, sending again meanwhile, before the "
                                                     "run stops as interrupted (resumable); longer than a batch takes "
                                                     "at the rig (400 trials of 300 ms: 2 minutes)")
-    retry: float = Field(1.0, gt=0, description="s before an unanswered request is sent again (doubling up to 30 s)")
+    retry: float = Field(1.0, gt=0, le=3600, description="s before an unanswered request is sent again (doubling up to 30 s)")
     keys: str | None = Field(None, description="folder with server.key and client.key_secret (CurveZMQ, from "
                                                "`closedloop keys`); required unless the address is loopback")
-    max_drops: int = Field(10, ge=1, description="a trial the rig drops this many times in a row stops the run")
+    max_drops: int = Field(10, ge=1, le=1_000_000, description="a trial the rig drops this many times in a row stops the run")
     dtype: Literal["float64", "float32"] = Field("float64", description="stimuli on the wire; float32 halves the "
                                                  "bytes and loses nothing for network units (kind dnn), which "
                                                  "compute in float32")

@@ -27,7 +27,7 @@ CALIBRATION_CELLS = 64  # cells added to the first batch to measure it
 
 class SpikingSettings(Settings):
     size: int = Field(16, ge=2, le=256, description="image side in pixels (image front ends)")
-    reference_contrast: float = Field(0.25, gt=0, description="RMS contrast at which the optimum gives drive 1")
+    reference_contrast: float = Field(0.25, gt=0, le=10, description="RMS contrast at which the optimum gives drive 1")
     front_end: kind_of("front_end", "gabor") = Field(
         default_factory=dict, validate_default=True,
         description="receptive field; kind: one of closedloop/neurons/front_ends/ (default gabor)")
@@ -39,9 +39,9 @@ class SpikingSettings(Settings):
     recording: RecordingSettings = RecordingSettings()
     reset_state: bool = Field(False, description="the same brain state at every presentation: no drift, no "
                                                  "carried adaptation, no loss of recording quality")
-    window: float = Field(200.0, gt=0, description="presentation window, ms")
-    interval: float = Field(100.0, ge=0, description="blank interval between presentations, ms")
-    dt: float = Field(0.1, gt=0, description="simulation time step, ms")
+    window: float = Field(200.0, gt=0, le=100_000, description="presentation window, ms")
+    interval: float = Field(100.0, ge=0, le=100_000, description="blank interval between presentations, ms")
+    dt: float = Field(0.1, gt=0, le=10, description="simulation time step, ms")
     target: str = Field("auto", pattern="^(auto|standalone|numpy)$",
                         description="Brian2 mode: standalone (compiled once, cached), numpy, or auto "
                                     f"(standalone if a C++ compiler is found; numpy for the first "

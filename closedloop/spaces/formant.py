@@ -47,8 +47,8 @@ class FormantSettings(AudioSettings):
     duration: float = Field(1.0, ge=0.064, le=10, description="length of every sound, s")
     f_max: float = Field(7800.0, gt=0, le=SAMPLE_RATE / 2, description="highest frequency in the sound, Hz")
     points: int = Field(8, ge=1, le=64, description="moments over the sound at which the latent sets the parameters")
-    f0_min: float = Field(70.0, gt=20, description="lowest fundamental, Hz")
-    f0_max: float = Field(300.0, gt=20, description="highest fundamental, Hz")
+    f0_min: float = Field(70.0, gt=20, le=8000, description="lowest fundamental, Hz")
+    f0_max: float = Field(300.0, gt=20, le=8000, description="highest fundamental, Hz")
     harmonics: int = Field(64, ge=1, le=200, description="most harmonics of the voice")
 
     @model_validator(mode="after")

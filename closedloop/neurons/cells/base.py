@@ -28,10 +28,10 @@ from closedloop.component import Component, Settings
 
 
 class CellSettings(Settings):
-    bias: float = Field(0.1, description="constant input current, nA")
-    gain: float = Field(0.2, ge=0, description="input current added by the optimum stimulus (drive 1), nA")
-    noise_sigma: float = Field(0.035, ge=0, description="standard deviation of the OU noise current, nA")
-    noise_tau: float = Field(80.0, gt=0, description="correlation time of the OU noise current, ms")
+    bias: float = Field(0.1, ge=-100, le=100, description="constant input current, nA")
+    gain: float = Field(0.2, ge=0, le=100, description="input current added by the optimum stimulus (drive 1), nA")
+    noise_sigma: float = Field(0.035, ge=0, le=100, description="standard deviation of the OU noise current, nA")
+    noise_tau: float = Field(80.0, gt=0, le=100_000, description="correlation time of the OU noise current, ms")
 
 
 @dataclass(frozen=True)

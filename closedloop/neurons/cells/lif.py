@@ -17,16 +17,16 @@ class LIFSettings(CellSettings):
     docs/benchmarks.md, "Spiking cell speed" for the measured values)."""
 
     model: Literal["lif"] = "lif"
-    tau_m: float = Field(5.0, gt=0, description="membrane time constant, ms")
-    v_rest: float = Field(-65.0, description="mV")
-    v_threshold: float = Field(-50.0, description="mV")
-    v_reset: float = Field(-60.0, description="mV")
-    refractory: float = Field(1.0, ge=0, description="ms")
-    resistance: float = Field(100.0, gt=0, description="membrane resistance, megaohm")
+    tau_m: float = Field(5.0, gt=0, le=10_000, description="membrane time constant, ms")
+    v_rest: float = Field(-65.0, ge=-200, le=100, description="mV")
+    v_threshold: float = Field(-50.0, ge=-200, le=100, description="mV")
+    v_reset: float = Field(-60.0, ge=-200, le=100, description="mV")
+    refractory: float = Field(1.0, ge=0, le=1000, description="ms")
+    resistance: float = Field(100.0, gt=0, le=100_000, description="membrane resistance, megaohm")
     escape_rate: float = Field(
         20.0, ge=0,
-        description="stochastic spiking: firing rate (Hz) when v sits at threshold; 0 gives a hard threshold")
-    escape_width: float = Field(6.0, gt=0, description="stochastic spiking: mV over which the hazard grows e-fold")
+        le=10_000, description="stochastic spiking: firing rate (Hz) when v sits at threshold; 0 gives a hard threshold")
+    escape_width: float = Field(6.0, gt=0, le=100, description="stochastic spiking: mV over which the hazard grows e-fold")
 
 
 @register("cell", "lif")

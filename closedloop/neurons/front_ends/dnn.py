@@ -16,7 +16,7 @@ from closedloop.registry import lookup, register
 class DnnFrontEndSettings(Settings):
     kind: Literal["dnn"] = "dnn"
     unit: dict[str, Any] = Field(description="the `neuron:` section of a `kind: dnn` neuron (without kind)")
-    scale: float = Field(gt=0, description="the unit activation that gives drive 1 (input current bias + gain)")
+    scale: float = Field(gt=0, le=1e6, description="the unit activation that gives drive 1 (input current bias + gain)")
 
 
 @register("front_end", "dnn")

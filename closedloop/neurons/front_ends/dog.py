@@ -15,9 +15,9 @@ from closedloop.registry import register
 
 class DoGSettings(Settings):
     kind: Literal["dog"] = "dog"
-    sigma_center: float = Field(1.5, gt=0, description="pixels")
-    sigma_surround: float = Field(4.0, gt=0, description="pixels")
-    surround_weight: float = Field(0.8, ge=0, description="surround volume relative to the centre's")
+    sigma_center: float = Field(1.5, gt=0, le=1000, description="pixels")
+    sigma_surround: float = Field(4.0, gt=0, le=1000, description="pixels")
+    surround_weight: float = Field(0.8, ge=0, le=10, description="surround volume relative to the centre's")
     polarity: Literal["on", "off"] = "on"
     center: tuple[float, float] | None = Field(None, description="(y, x) in pixels; default the image centre")
 

@@ -13,10 +13,10 @@ from closedloop.registry import register
 
 class GaborSettings(Settings):
     kind: Literal["gabor"] = "gabor"
-    orientation: float = Field(30.0, description="degrees, of the grating's wave vector")
+    orientation: float = Field(30.0, ge=-360, le=360, description="degrees, of the grating's wave vector")
     spatial_frequency: float = Field(0.15, gt=0, le=0.5, description="cycles per pixel")
-    sigma: float = Field(3.0, gt=0, description="Gaussian envelope, pixels")
-    phase: float = Field(0.0, description="degrees")
+    sigma: float = Field(3.0, gt=0, le=1000, description="Gaussian envelope, pixels")
+    phase: float = Field(0.0, ge=-360, le=360, description="degrees")
     center: tuple[float, float] | None = Field(None, description="(y, x) in pixels; default the image centre")
 
 

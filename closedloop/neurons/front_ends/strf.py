@@ -16,15 +16,15 @@ from closedloop.registry import register
 
 class STRFSettings(Settings):
     kind: Literal["strf"] = "strf"
-    sample_rate: int = Field(16000, description="Hz of the input waveform")
+    sample_rate: int = Field(16000, ge=1000, le=192_000, description="Hz of the input waveform")
     duration: float = Field(0.25, gt=0, le=5, description="stimulus length, s (n_samples = duration * sample_rate)")
-    best_frequency: float = Field(1000.0, gt=0, description="Hz")
-    bandwidth: float = Field(0.5, gt=0, description="spectral Gaussian sigma, octaves")
-    spectral_modulation: float = Field(0.5, ge=0, description="cycles per octave (inhibitory side bands)")
-    latency: float | None = Field(None, description="temporal centre of the STRF, s; default mid-stimulus")
-    temporal_sigma: float = Field(0.05, gt=0, description="s")
-    temporal_modulation: float = Field(0.0, ge=0, description="Hz; 0 gives a steady preferred sound")
-    window: int = Field(256, ge=16, description="spectrogram frame, samples (16 ms at 16 kHz)")
+    best_frequency: float = Field(1000.0, gt=0, le=96_000, description="Hz")
+    bandwidth: float = Field(0.5, gt=0, le=10, description="spectral Gaussian sigma, octaves")
+    spectral_modulation: float = Field(0.5, ge=0, le=10, description="cycles per octave (inhibitory side bands)")
+    latency: float | None = Field(None, ge=0, le=5, description="temporal centre of the STRF, s; default mid-stimulus")
+    temporal_sigma: float = Field(0.05, gt=0, le=5, description="s")
+    temporal_modulation: float = Field(0.0, ge=0, le=1000, description="Hz; 0 gives a steady preferred sound")
+    window: int = Field(256, ge=16, le=65_536, description="spectrogram frame, samples (16 ms at 16 kHz)")
 
 
 @register("front_end", "strf")
