@@ -3,12 +3,17 @@ onnxruntime's reading of that file, and units that hear their notes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from scipy.signal import resample
 
+from closedloop import protocol as protocol_module
 from closedloop import zoo
+from closedloop.analysis import analyze
+from closedloop.recording import open_run
 from closedloop.zoo import note as basic_pitch
 
 RATE = 16000
@@ -111,3 +116,32 @@ def test_note_gradient_reaches_the_sound():
     x = torch.from_numpy(harmonic(60).astype(np.float32))[None].requires_grad_(True)
     zoo.load("note").module(x)[:, 39].mean().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
+
+
+def test_a_short_hear_note_run_is_judged_by_the_pitch_estimate(tmp_path):
+    """protocols/hear-note.yaml, four generations: the unit climbs from noise and the analysis
+    asks the pitch judge about the best sounds (the full run is measured in docs/listening.md)."""
+    protocol = protocol_module.load(PROTOCOLS / "hear-note.yaml", {"generations": 4, "optimizer.popsize": 8})
+    summary = protocol.experiment_cls(protocol).run(tmp_path / "note.h5", progress=False)
+    with open_run(tmp_path / "note.h5") as run:
+        assert run.claim == ("pitch", 261.63)
+        generations = run.generations
+    assert summary["status"] == "complete" and len(generations) == 4
+    assert generations["best"].iloc[-1] > generations["mean"].iloc[0]
+    numbers = analyze(tmp_path / "note.h5")
+    judged = numbers["judges"]["pitch"]
+    assert judged["of"] == 8 and len(judged["heard"]) == 8
+    assert any("judge pitch" in line and "as pitch 261.63" in line for line in numbers["lines"])
+    assert Path(numbers["best_wav"]).is_file()
+
+
+def test_a_short_fooling_note_run_counts_static_past_the_threshold(tmp_path):
+    protocol = protocol_module.load(PROTOCOLS / "fooling-note.yaml", {"count": 12})
+    protocol.experiment_cls(protocol).run(tmp_path / "fool.h5", progress=False)
+    numbers = analyze(tmp_path / "fool.h5")
+    assert numbers["threshold"] == 0.3 and set(numbers["rates"]) == {"white", "pink", "tv"}
+    for rate in numbers["rates"].values():
+        assert rate["n"] == 12 and 0 <= rate["low"] <= rate["rate"] <= rate["high"] <= 1

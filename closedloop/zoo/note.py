@@ -127,7 +127,8 @@ class BasicPitch(nn.Module):
     def transcribe(self, wave: torch.Tensor, frames: range | None = None):
         """(N, L) at 22050 Hz -> contour (N, frames, 264), note and onset (N, frames, 88), for all
         frames or only the given ones (the same values: the heads see RECEPTIVE frames either side)."""
-        stacked = self.features(wave)
+        # channels-last: the heads' convolutions ran 1.4-3x faster on the CPU, same values to 1e-6
+        stacked = self.features(wave).contiguous(memory_format=torch.channels_last)
         if frames is not None:
             low, high = max(frames.start - RECEPTIVE, 0), min(frames.stop + RECEPTIVE, stacked.shape[2])
             stacked = stacked[:, :, low:high]
@@ -210,6 +211,7 @@ def _key_unit(midi: int, onset: bool) -> UnitSpec:
 def build() -> ZooModel:
     net = BasicPitch()
     load_onnx_weights(net, package_file("basic_pitch", ONNX_FILE))
+    net.to(memory_format=torch.channels_last)
     units = {}
     for midi in range(LOWEST_MIDI, LOWEST_MIDI + KEYS):
         units[midi_name(midi)] = _key_unit(midi, onset=False)
