@@ -121,6 +121,7 @@ def test_note_gradient_reaches_the_sound():
 PROTOCOLS = Path(__file__).resolve().parents[1] / "protocols"
 
 
+@pytest.mark.slow
 def test_a_short_hear_note_run_is_judged_by_the_pitch_estimate(tmp_path):
     """protocols/hear-note.yaml, four generations: the unit climbs from noise and the analysis
     asks the pitch judge about the best sounds (the full run is measured in docs/listening.md)."""
@@ -138,6 +139,7 @@ def test_a_short_hear_note_run_is_judged_by_the_pitch_estimate(tmp_path):
     assert Path(numbers["best_wav"]).is_file()
 
 
+@pytest.mark.slow
 def test_a_short_fooling_note_run_counts_static_past_the_threshold(tmp_path):
     protocol = protocol_module.load(PROTOCOLS / "fooling-note.yaml", {"count": 12})
     protocol.experiment_cls(protocol).run(tmp_path / "fool.h5", progress=False)

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from closedloop.zoo import UnitSpec, ZooModel, channel_units, package_file
+from closedloop.zoo.pitch import NOTE_NAMES
 
 SAMPLE_RATE = 16000
 NETWORK_RATE = 22050
@@ -38,7 +39,6 @@ BINS_PER_SEMITONE = 3
 CONTOUR_BINS = 264
 RECEPTIVE = 10  # frames either side that the heads' convolutions reach (onset: 1 + note 3 + 3 + contour 2 + 1)
 DEFAULT_SAMPLES = 8000  # 0.5 s at 16 kHz
-NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 ONNX_FILE = "saved_models/icassp_2022/nmp.onnx"
 
 
