@@ -44,7 +44,8 @@ def music(seconds, rate, seed=0):
 
 
 def test_rebuild_matches_onnxruntime_on_music():
-    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime comes with the test extra")
+    import onnxruntime  # a test dependency (pyproject's test extra)
+
     batch = np.stack([music(2.0, basic_pitch.NETWORK_RATE, seed) for seed in (0, 1)])[:, :basic_pitch.WINDOW]
     batch = batch.astype(np.float32)
     session = onnxruntime.InferenceSession(str(zoo.package_file("basic_pitch", basic_pitch.ONNX_FILE)))
