@@ -187,10 +187,11 @@ def load_onnx_weights(net: BasicPitch, path) -> None:
         net.cqt_real.copy_(tensor(real[:, :, 0]))
         net.cqt_imag.copy_(-tensor(imag[:, :, 0]))  # the graph negates the imaginary part
         net.lowpass.copy_(tensor(convs[(1, 1, 1, 256)][0][:, :, 0]))
-        scale = next(m for m in muls if m.shape == (net.cqt_bins, 1, 1))
-        net.cqt_scale.copy_(tensor(scale.ravel()))
+        lengths = next(m for m in muls if m.shape == (net.cqt_bins, 1, 1))
+        net.cqt_scale.copy_(tensor(lengths.ravel()))
         # the folded batch norm: the one-element Mul and Add after the normalised log
-        net.norm.copy_(tensor([next(m for m in muls if m.shape == (1,)).item(), next(a for a in adds if a.shape == (1,)).item()]))
+        scale, shift = next(m for m in muls if m.shape == (1,)), next(a for a in adds if a.shape == (1,))
+        net.norm.copy_(tensor([scale.item(), shift.item()]))
         layers = {(8, 8, 3, 39): net.contour.first, (1, 8, 5, 5): net.contour.second,
                   (32, 1, 7, 7): net.note.first, (1, 32, 7, 3): net.note.second,
                   (32, 8, 5, 5): net.onset.first, (1, 33, 3, 3): net.onset.second}
@@ -217,8 +218,9 @@ def build() -> ZooModel:
         units[midi_name(midi)] = _key_unit(midi, onset=False)
     for midi in range(LOWEST_MIDI, LOWEST_MIDI + KEYS):
         units[f"onset:{midi_name(midi)}"] = _key_unit(midi, onset=True)
-    units.update(channel_units("contour.first", 8, "pre-ReLU, mean over frames and bins of the 2 s window"))
-    units.update(channel_units("onset.first", 32, "pre-ReLU, mean over frames and bins of the 2 s window"))
+    around = f"pre-ReLU, mean over frequency and the sound's frames with {RECEPTIVE} either side"
+    units.update(channel_units("contour.first", 8, around))
+    units.update(channel_units("onset.first", 32, around))
     return ZooModel(
         name="note",
         module=net,
