@@ -3,7 +3,7 @@ which shares nothing with CREPE or basic-pitch: no learned weight, no constant-Q
 
 Accepted when at least half of the sound's 10 ms frames are voiced (YIN's aperiodicity below
 0.15) and their median f0 lies within 25 cents of the claimed frequency: a quarter of a
-semitone, so a neighbouring note, an octave or a fifth is refused. Above 500 Hz the sound is
+semitone, so a neighbouring note, an octave or a fifth is refused. Above 500 Hz (at 16 kHz) the sound is
 first upsampled so that the claimed period spans at least 32 samples: at 16 kHz YIN's error on a
 short period reached 9 cents at 0.5-1 kHz and 23 cents (and an octave) at 1-2 kHz; upsampled, the
 largest error on 40 harmonic tones per range was 0.8 cents at 60-500 Hz, 1.2 at 0.5-1 kHz, 3.1 at
