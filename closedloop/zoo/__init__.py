@@ -1,4 +1,4 @@
-"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech" | "word")`.
+"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech" | "word" | "note")`.
 
 Each model is one module here with `card() -> ZooModel` (its input contract and units, read
 without loading any weights: `closedloop zoo` lists it) and `network() -> torch.nn.Module`
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-MODEL_NAMES = ("digits", "face", "pitch", "speech", "word")
+MODEL_NAMES = ("digits", "face", "pitch", "speech", "word" | "note")
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,8 @@ class ZooModel:
 
 
 def _note_stem(name: str) -> str:
-    return "notes" if re.fullmatch(r"[A-G]#?-?\d+", name) else name
+    match = re.fullmatch(r"(\w+:)?[A-G]#?-?\d+", name)
+    return f"{match[1] or ''}notes" if match else name
 
 
 def channel_units(layer: str, channels: int, note: str) -> dict[str, UnitSpec]:
