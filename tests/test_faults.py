@@ -252,19 +252,19 @@ def test_exit_codes(tmp_path, capsys):
 def test_numpy_scalars_reach_the_compiled_target_exactly():
     """Every value handed to the compiled Brian2 binary round-trips: numpy scalars give the very
     spikes Python numbers give, on both targets (the binary once read np.float64(...) as 0)."""
-    from closedloop.neurons.brian_engine import Inputs, Layout, simulate
-    from closedloop.neurons.brian_models import LIFSettings, cell_model
+    from closedloop.neurons.brian_engine import Engine, Inputs
+    from closedloop.neurons.cells.lif import LIF, LIFSettings
 
     cell = LIFSettings()
-    layout = Layout(cell_model(cell), 50, 0.1, 100.0, cell.noise_tau)  # the binary test_spiking builds
     rng = np.random.default_rng(3)
     currents, theta, start = np.linspace(0.05, 0.4, 50) * 1e-9, rng.normal(0, 1e-3, 50), rng.normal(0, 3e-11, 50)
     plain = Inputs(currents, theta, start, 3.5e-11, 9)
     scalars = Inputs(currents.astype(np.float64), theta, start, np.float64(3.5e-11), np.int64(9))
     quiet = Inputs(currents, theta, start, 0.0, 9)
-    for target in ("standalone", "numpy"):
-        counts, times = simulate(layout, plain, target)
-        numpy_counts, numpy_times = simulate(layout, scalars, target)
+    for target in ("standalone", "numpy"):  # the binary test_spiking builds: 50 cells, 100 ms
+        engine = Engine(LIF(cell, 0).model, 0.1, 100.0, cell.noise_tau, target=target)
+        counts, times = engine.simulate(plain, 1)
+        numpy_counts, numpy_times = engine.simulate(scalars, 1)
         np.testing.assert_array_equal(counts, numpy_counts)
         assert all(np.array_equal(a, b) for a, b in zip(times, numpy_times))
-        assert not np.array_equal(counts, simulate(layout, quiet, target)[0])  # the noise is there
+        assert not np.array_equal(counts, engine.simulate(quiet, 1)[0])  # the noise is there

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-MODEL_NAMES = ("digits", "face", "pitch", "speech", "word" | "note")
+MODEL_NAMES = ("digits", "face", "pitch", "speech", "word", "note")
 
 
 @dataclass(frozen=True)
