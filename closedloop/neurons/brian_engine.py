@@ -303,13 +303,15 @@ def compiler_works() -> bool:
 
 
 def standalone_size(n: int) -> int:
-    """Cells in the binary built for a batch of n: at least 64, then powers of two up to 1024, then
-    multiples of 1024, so that a few builds serve every batch size (the extra cells get no input
-    and their spikes are dropped; a cell's noise depends only on its index, not on the padding)."""
-    if n <= 64:
-        return 64
-    if n <= 1024:
-        return 1 << (n - 1).bit_length()
+    """Cells in the binary built for a batch of n: 64, 256 or 1024, then multiples of 1024, so that
+    a few builds serve every batch size (the extra cells get no input and their spikes are dropped;
+    a cell's noise depends only on its index, not on the padding). The steps are coarse on
+    purpose: a spiking cell's first batch carries 64 calibration cells besides its stimuli, and
+    it must fall in the same binary as the batches after it, or every run would simulate that
+    first batch in numpy mode (importing Brian2) for want of a binary no later call builds."""
+    for size in (64, 256, 1024):
+        if n <= size:
+            return size
     return -(-n // 1024) * 1024
 
 
