@@ -8,6 +8,8 @@ Every error is one line: the file, the field path, and what is expected there.
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,23 @@ from pydantic import ValidationError
 from closedloop import registry
 from closedloop.component import KindOf
 from closedloop.errors import ProtocolError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as editors read it (YAML 1.2 core schema): only true/false are booleans, so
+    `polarity: on` or `answer: no` stay the words they are; a yes/no/on/off given to a true/false
+    field still reads as true/false."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """Protocol text -> Python values (safe: no tags that construct objects)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
 
 
 @dataclass
@@ -37,6 +56,7 @@ class Protocol:
     experiment_cls: type
     settings: Any
     sections: dict[str, Section] = field(default_factory=dict)
+    directory: str = ""  # where relative paths in the protocol resolve: the folder of its file
 
     @property
     def seed(self) -> int:
@@ -63,12 +83,15 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{path}: cannot read protocol file ({exc})") from exc
-    return parse(text, str(path), overrides)
+    return parse(text, str(path), overrides, directory=path.resolve().parent)
 
 
-def parse(text: str, source: str = "<protocol>", overrides: dict[str, Any] | None = None) -> Protocol:
+def parse(text: str, source: str = "<protocol>", overrides: dict[str, Any] | None = None,
+          directory: str | Path | None = None) -> Protocol:
+    """A protocol from YAML text; relative paths in it resolve in `directory` (default: the
+    working directory)."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -78,11 +101,12 @@ def parse(text: str, source: str = "<protocol>", overrides: dict[str, Any] | Non
         raise ProtocolError(f"{source}: expected a mapping of fields at the top level, got {_typename(data)}")
     for dotted, value in (overrides or {}).items():
         set_path(data, dotted, value)
-    return from_dict(data, source, None if overrides else text)
+    return from_dict(data, source, None if overrides else text, directory)
 
 
-def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:
+def from_dict(data: dict, source: str, text: str | None = None, directory: str | Path | None = None) -> Protocol:
     data = dict(data)
+    directory = str(Path(directory if directory is not None else os.getcwd()).resolve())
     kind = data.pop("kind", None)
     if kind is None:
         raise ProtocolError(f"{source}: kind: required field missing (one of: {', '.join(registry.names('experiment'))})")
@@ -95,16 +119,16 @@ def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:
             raw = experiment_cls.default_section(role, sections)
             if raw is None:
                 raise ProtocolError(f"{source}: {role}: required section missing")
-        sections[role] = _section(source, role, raw)
+        sections[role] = _section(source, role, raw, directory)
         sections[role].defaulted = defaulted
-    settings = validate(source, "", experiment_cls.Config, data)
+    settings = validate(source, "", experiment_cls.Config, data, directory)
     if text is None:
         given = {r: s.raw for r, s in sections.items() if not s.defaulted}
         text = yaml.safe_dump({"kind": kind, **given, **data}, sort_keys=False)
-    return Protocol(source, text, kind, experiment_cls, settings, sections)
+    return Protocol(source, text, kind, experiment_cls, settings, sections, directory)
 
 
-def _section(source: str, role: str, raw: Any) -> Section:
+def _section(source: str, role: str, raw: Any, directory: str | None = None) -> Section:
     if not isinstance(raw, dict):
         raise ProtocolError(f"{source}: {role}: expected a mapping with a 'kind', got {_typename(raw)}")
     body = dict(raw)
@@ -112,7 +136,7 @@ def _section(source: str, role: str, raw: Any) -> Section:
     if kind is None:
         raise ProtocolError(f"{source}: {role}.kind: required field missing (one of: {', '.join(registry.names(role))})")
     cls = _lookup(source, role, kind, f"{role}.kind")
-    return Section(cls, validate(source, role, cls.Config, body), dict(raw))
+    return Section(cls, validate(source, role, cls.Config, body, directory), dict(raw))
 
 
 def _lookup(source: str, role: str, kind: Any, where: str) -> type:
@@ -122,10 +146,11 @@ def _lookup(source: str, role: str, kind: Any, where: str) -> type:
         raise ProtocolError(f"{source}: {where}: {exc.args[0]}") from None
 
 
-def validate(source: str, prefix: str, model: type, body: dict):
-    """The validated settings, or a ProtocolError of one line naming the field."""
+def validate(source: str, prefix: str, model: type, body: dict, directory: str | Path | None = None):
+    """The validated settings, or a ProtocolError of one line naming the field. Path fields
+    (component.ProtocolPath) resolve in `directory`, the protocol file's folder."""
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context={"protocol_dir": str(directory) if directory else None})
     except ValidationError as exc:
         raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model, body)}") from None
 
@@ -144,6 +169,8 @@ def _describe(error: dict, prefix: str, model: type, body: Any = None) -> str:
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if "input" in error and kind not in ("value_error", "assertion_error"):
         message += f", got {error['input']!r}"
+        if isinstance(error["input"], bool) and kind in ("string_type", "literal_error", "enum"):
+            message += " (YAML reads true/false as a boolean: quote the word you meant)"
     return f"{path}: {message}"
 
 

@@ -166,19 +166,6 @@ def describe_sound(wave, sample_rate) -> dict:
 
 # --- the hook called by the evolve analysis -----------------------------------------------------
 
-def sounds(run, indices) -> np.ndarray:
-    """Waveforms of the given stimuli: as logged, or re-rendered from their latents by the run's
-    space (rendering is deterministic, so this is the sound that was played)."""
-    indices = np.asarray(indices, dtype=int)
-    logged = run.rendered(indices)
-    if logged is not None:
-        return logged.astype(np.float64)
-    from closedloop.protocol import parse
-
-    space = parse(run.protocol, str(run.path)).build("space")
-    return space.render(run.z[indices].astype(np.float64))
-
-
 def chosen_generations(n_generations: int, count: int = 5) -> list[int]:
     return np.unique(np.linspace(0, n_generations - 1, min(count, n_generations)).round().astype(int)).tolist()
 
@@ -190,7 +177,7 @@ def analyze_sounds(run, out_dir, best_index: int, per_generation: list[int], num
     out.mkdir(parents=True, exist_ok=True)
     rate = run.sample_rate
     picks = chosen_generations(len(per_generation)) if generations is None else list(generations)
-    waves = sounds(run, [best_index] + [per_generation[g] for g in picks])
+    waves = run.rendered([best_index] + [per_generation[g] for g in picks]).astype(np.float64)
     best = waves[0]
     numbers["best_wav"] = write_wav(out / "best.wav", best, rate)
     numbers["best_spectrogram"] = spectrogram_png(out / "best.png", best, rate, "best sound of the run")

@@ -4,22 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop import protocol as protocol_module
-from closedloop.errors import ClosedLoopError
 from closedloop.analysis.plots import correlation, plt, save, show_image
-
-
-def rendered(run, indices) -> np.ndarray | None:
-    """The logged renderings of these stimuli, or (when the run did not keep them, as for large
-    colour images) their latent vectors rendered again by the space the run used."""
-    images = run.rendered(indices)
-    if images is not None:
-        return images
-    try:
-        space = protocol_module.parse(run.protocol, str(run.path)).build("space")
-        return space.render(run.z[np.asarray(indices)])
-    except (ClosedLoopError, KeyError, ValueError, NotImplementedError):
-        return None
 
 
 def analyze(run, out_dir) -> dict:
@@ -38,9 +23,9 @@ def analyze(run, out_dir) -> dict:
     }
     rf = run.receptive_field
     per_generation = run.best_per_generation()
-    images = rendered(run, per_generation) if run.modality == "image" else None
+    images = run.rendered(per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
-        numbers["rf_correlation"] = correlation(rendered(run, [best_index])[0], rf)
+        numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
     numbers["figure"] = str(out_dir / "evolve.png")
     audio_lines = []
@@ -85,7 +70,7 @@ def _judge_best(run, top: int = 8) -> tuple[dict, list[str]]:
         return {}, []
     means = run.stimulus_means()["mean"].sort_values(ascending=False, kind="stable")
     best = np.sort(means.index[:top].to_numpy())
-    return judge_stimuli(run, rendered(run, best), f"best stimuli (top {len(best)} by mean response)")
+    return judge_stimuli(run, run.rendered(best), f"best stimuli (top {len(best)} by mean response)")
 
 
 def _figure(run, generations, rf, images, per_generation, path):

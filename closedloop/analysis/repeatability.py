@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from closedloop.analysis.plots import correlation, plt, save
-from closedloop.recording.tables import trial_table
 
 
 def block_table(trials):
@@ -58,7 +57,7 @@ def condition_name(value: float) -> str:
 
 
 def analyze(run, out_dir) -> dict:
-    trials = trial_table(run)
+    trials = run.trials
     if trials.empty:
         return {"lines": [f"{run.path}: no trial logged yet"]}
     state_names = [c for c in trials.columns if c in run.state_columns]

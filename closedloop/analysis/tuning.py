@@ -6,7 +6,6 @@ import numpy as np
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from closedloop.analysis.plots import plt, save
-from closedloop.recording.tables import parameter_names, trial_table
 
 
 def grid_means(trials, names) -> "pd.DataFrame":  # noqa: F821
@@ -81,13 +80,14 @@ def _half_width(offset, curve, period):
 
 
 def analyze(run, out_dir) -> dict:
-    names = parameter_names(run)
-    trials = trial_table(run)
+    names, trials = run.parameters, run.trials
     if trials.empty:
         return {"lines": [f"{run.path}: no trial logged yet"]}
     space = run.config.get("space", {})
-    periods, log_scale = space.get("periods", {}), set(space.get("log_scale", []))
-    units = dict(zip(names, space.get("units", [""] * len(names))))
+    logged = dict(zip(names, space.get("parameters", names)))  # column -> name in the space's config
+    periods = {name: space.get("periods", {}).get(logged[name]) for name in names}
+    log_scale = {name for name in names if logged[name] in space.get("log_scale", [])}
+    units = {name: trials.attrs["units"].get(name, "") for name in names}
     table = grid_means(trials, names)
     curves, numbers = {}, {"status": run.status, "presentations": int(len(trials)), "grid_points": int(len(table))}
     lines = [f"run: tuning ({run.status}), {len(table)} grid points, {len(trials)} presentations"]

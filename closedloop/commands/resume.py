@@ -17,11 +17,11 @@ def execute(args) -> int:
 
     path = Path(args.log)
     with open_run(path) as run:
-        status, text = run.status, run.protocol
+        status, text, directory = run.status, run.protocol, run.protocol_dir
     unlock(path, lock(path))  # refuse a run that is still being written
     if status == "complete":
         raise ClosedLoopError(f"{path}: the run is already complete; nothing to resume")
-    protocol = protocol_module.parse(text, f"{path} (its protocol)")
+    protocol = protocol_module.parse(text, f"{path} (its protocol)", directory=directory or None)
     experiment = protocol.experiment_cls(protocol)
     if not experiment.resumable:
         raise ClosedLoopError(f"{path}: runs of kind {protocol.kind!r} cannot be resumed; run them again")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from closedloop.errors import ClosedLoopError, ProtocolError
 
 ORDER = 0
@@ -23,12 +21,14 @@ def unique_output(path: Path) -> Path:
 
 
 def parse_overrides(items) -> dict:
+    from closedloop.protocol import load_yaml
+
     overrides = {}
     for item in items or []:
         if "=" not in item:
             raise ProtocolError(f"--set {item}: expected FIELD=VALUE, e.g. seed=3")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = load_yaml(value)
     return overrides
 
 

@@ -33,7 +33,7 @@ class ReverseCorrelation(FixedSetExperiment):
         if self.settings.record_rendered is False:
             raise ProtocolError(f"{protocol.source}: record_rendered: reverse correlation needs the stimuli logged")
         cfg = self.settings
-        self.use_space(("draw",), family="noise", noise=cfg.noise, alpha=cfg.alpha, contrast=cfg.contrast)
+        self.use_space(("draw",), family="noise", units=["1"], noise=cfg.noise, alpha=cfg.alpha, contrast=cfg.contrast)
 
     def planned_presentations(self) -> int:
         return self.settings.presentations * self.settings.repeats

@@ -21,13 +21,13 @@ from typing import Any
 from pydantic import Field
 from tqdm.auto import tqdm
 
-from closedloop.component import Settings
+from closedloop.component import ProtocolPath, Settings
 from closedloop.experiments.base import Experiment
 from closedloop.registry import register
 
 
 class SweepSettings(Settings):
-    base: dict[str, Any] | str = Field(description="the protocol every run starts from, or its path")
+    base: dict[str, Any] | ProtocolPath = Field(description="the protocol every run starts from, or its path")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field path -> values")
     seeds: int | list[int] | None = Field(None, description="a count (0..N-1) or a list; default the base's seed")
     output: str | None = Field(None, description="directory of the run logs; default data/<sweep name>")
@@ -51,7 +51,8 @@ class Sweep(Experiment):
         seeds = self.settings.seeds
         if isinstance(seeds, int) and seeds < 1 or isinstance(seeds, list) and not seeds:
             raise ProtocolError(f"{protocol.source}: seeds: expected a count >= 1 or a non-empty list")
-        self.runs = expand(protocol.source, self.settings.base, self.settings.grid, seeds, self.default_output())
+        self.runs = expand(protocol.source, self.settings.base, self.settings.grid, seeds, self.default_output(),
+                           protocol.directory)
 
     def default_output(self) -> Path:
         if self.settings.output:
@@ -70,7 +71,8 @@ class Sweep(Experiment):
             if _complete(spec.log):
                 rows[spec.index] = {**measure(spec.log), "error": ""}
             else:
-                pending.append({"index": spec.index, "text": spec.text, "source": spec.source, "log": str(spec.log)})
+                pending.append({"index": spec.index, "text": spec.text, "source": spec.source, "log": str(spec.log),
+                                "directory": spec.directory})
         bar = tqdm(total=len(runs), initial=len(rows), desc=f"sweep {out_dir.name}", unit="run",
                    disable=not progress)
 

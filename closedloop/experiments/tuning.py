@@ -20,15 +20,19 @@ from closedloop.stimuli import grating, to_neuron_range, tone, tones_to_range
 class TuningSettings(FixedSetSettings):
     repeats: int = Field(8, ge=1, description="presentations of every grid point")
     contrast: float = Field(0.25, gt=0, description="images: RMS contrast of the gratings")
-    orientations: int | list[float] = Field(12, description="images: a count spanning [0, 180) or degrees")
+    orientations: int | list[float] = Field(12, description="images: a count spanning [0, 180) or degrees",
+                                            json_schema_extra={"unit": "deg"})
     spatial_frequencies: list[float] = Field([0.05, 0.1, 0.15, 0.2, 0.3], min_length=1,
                                              description="images: cycles per pixel")
-    phases: int | list[float] = Field(4, description="images: a count spanning [0, 360) or degrees")
-    envelope_sigma: float | None = Field(None, gt=0, description="images: Gaussian window (pixels); none = full field")
-    frequencies: int | list[float] = Field(12, description="audio: a log-spaced count over frequency_range, or Hz")
+    phases: int | list[float] = Field(4, description="images: a count spanning [0, 360) or degrees",
+                                      json_schema_extra={"unit": "deg"})
+    envelope_sigma: float | None = Field(None, gt=0, description="images: Gaussian window; none = full field",
+                                         json_schema_extra={"unit": "pixels"})
+    frequencies: int | list[float] = Field(12, description="audio: a log-spaced count over frequency_range, or Hz",
+                                           json_schema_extra={"unit": "Hz"})
     frequency_range: tuple[float, float] = Field((200.0, 4000.0), description="audio: Hz")
     levels: list[float] = Field([-40.0, -25.0, -10.0], min_length=1, description="audio: dB re full scale")
-    ramp_ms: float = Field(10.0, ge=0, description="audio: on/off ramp")
+    ramp_ms: float = Field(10.0, ge=0, description="audio: on/off ramp, ms")
 
 
 def _values(setting, span: float, name: str) -> np.ndarray:
