@@ -11,7 +11,7 @@ from closedloop.registry import register
 
 
 class RandomSettings(Settings):
-    popsize: int = Field(20, ge=1)
+    popsize: int = Field(20, ge=1, description="stimuli per generation")
 
 
 @register("optimizer", "random")
