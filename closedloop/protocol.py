@@ -35,9 +35,16 @@ _Loader.yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in reso
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
-def load_yaml(text: str) -> Any:
-    """Protocol text -> Python values (safe: no tags that construct objects)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+def load_yaml(text: str, source: str = "<protocol>") -> Any:
+    """Protocol text -> Python values (safe: no tags that construct objects); ProtocolError (one
+    line) for a syntax error."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProtocolError(f"{source}: {where}YAML syntax error: {problem}") from None
 
 
 @dataclass
@@ -90,13 +97,7 @@ def parse(text: str, source: str = "<protocol>", overrides: dict[str, Any] | Non
           directory: str | Path | None = None) -> Protocol:
     """A protocol from YAML text; relative paths in it resolve in `directory` (default: the
     working directory)."""
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ProtocolError(f"{source}: {where}YAML syntax error: {problem}") from None
+    data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ProtocolError(f"{source}: expected a mapping of fields at the top level, got {_typename(data)}")
     for dotted, value in (overrides or {}).items():

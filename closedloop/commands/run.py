@@ -28,7 +28,7 @@ def parse_overrides(items) -> dict:
         if "=" not in item:
             raise ProtocolError(f"--set {item}: expected FIELD=VALUE, e.g. seed=3")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = load_yaml(value)
+        overrides[key.strip()] = load_yaml(value, f"--set {item}")
     return overrides
 
 

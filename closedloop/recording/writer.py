@@ -134,9 +134,24 @@ def _resizable(group, name, dtype, shape=(), compress=False):
     )
 
 
-def _label(dataset, response_unit: str, unit: str | None = None):
-    dataset.attrs["units"], dataset.attrs["description"] = describe(dataset.name.lstrip("/"), unit, response_unit)
-    return dataset
+def label(f: h5py.File, response_unit: str, state_units: dict[str, str],
+          latent_columns: list[tuple[str, str, list | None]]) -> None:
+    """Give every dataset of a new log its `units` and `description` (before SWMR starts)."""
+    def each(name, item):
+        if isinstance(item, h5py.Dataset):
+            declared = state_units.get(name.rsplit("/", 1)[-1]) if name.startswith("trials/state/") else None
+            item.attrs["units"], item.attrs["description"] = describe(name, declared, response_unit)
+
+    f.visititems(each)
+    if latent_columns:
+        z = f["stimuli/z"]
+        z.attrs["columns"] = [name for name, _, _ in latent_columns]
+        z.attrs["units"] = [unit for _, unit, _ in latent_columns]
+        z.attrs["description"] = "parameters of each stimulus shown, one row per stimulus: " + ", ".join(
+            name for name, _, _ in latent_columns)
+        for name, _, categories in latent_columns:
+            if categories:
+                z.attrs[f"{name}_categories"] = list(categories)
 
 
 def _lock_path(path: Path) -> Path:
@@ -201,40 +216,32 @@ class RunWriter:
         config = f.create_group("config")
         for role, value in configs.items():
             config.attrs[role] = json.dumps(value)
-        unit = response_unit
-        _label(f.create_dataset("status", data=np.array([STATUS["running"]]), dtype=STATUS_TYPE), unit)
+        f.create_dataset("status", data=np.array([STATUS["running"]]), dtype=STATUS_TYPE)
         known = f.create_group("neuron")  # ground truth the neuron knows, e.g. its receptive field
         for name, values in (neuron_arrays or {}).items():
-            _label(known.create_dataset(name, data=np.asarray(values)), unit)
+            known.create_dataset(name, data=np.asarray(values))
         stimuli = f.create_group("stimuli")
-        z = _label(_resizable(stimuli, "z", np.float32, (dim,)), unit)
-        if latent_columns:
-            names = [name for name, _, _ in latent_columns]
-            z.attrs["columns"] = names
-            z.attrs["units"] = [unit for _, unit, _ in latent_columns]
-            z.attrs["description"] = "parameters of each stimulus shown, one row per stimulus: " + ", ".join(names)
-            for name, _, categories in latent_columns:
-                if categories:
-                    z.attrs[f"{name}_categories"] = list(categories)
-        _label(_resizable(stimuli, "generation", np.int32), unit)
+        _resizable(stimuli, "z", np.float32, (dim,))
+        _resizable(stimuli, "generation", np.int32)
         if record_rendered:
-            _label(_resizable(stimuli, "rendered", np.float32, tuple(stimulus_shape), compress=True), unit)
+            _resizable(stimuli, "rendered", np.float32, tuple(stimulus_shape), compress=True)
         trials = f.create_group("trials")
         for name, dtype in TRIAL_COLUMNS.items():
-            _label(_resizable(trials, name, PHASE_TYPE if name == "phase" else dtype), unit)
+            _resizable(trials, name, PHASE_TYPE if name == "phase" else dtype)
         state = trials.create_group("state")
         for name in state_columns:
-            _label(_resizable(state, name, np.float64), unit, (state_units or {}).get(name))
-        _label(_resizable(f.create_group("spikes"), "times", np.float64), unit)
+            _resizable(state, name, np.float64)
+        _resizable(f.create_group("spikes"), "times", np.float64)
         generations = f.create_group("generations")
         for name, dtype in GENERATION_COLUMNS.items():
-            _label(_resizable(generations, name, dtype), unit)
+            _resizable(generations, name, dtype)
         for name in status_columns:
-            _label(_resizable(generations, name, np.float64), unit)
-        _label(_resizable(generations, "recommended", np.float32, (dim,)), unit)
+            _resizable(generations, name, np.float64)
+        _resizable(generations, "recommended", np.float32, (dim,))
         saved = f.create_group("state")
         for name, width in (state_shapes or {}).items():
-            _label(_resizable(saved, name, np.float64, (width,)), unit)
+            _resizable(saved, name, np.float64, (width,))
+        label(f, response_unit, state_units or {}, latent_columns or [])
         self._start()
         os.replace(building, self.path)
 

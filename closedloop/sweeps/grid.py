@@ -50,8 +50,8 @@ def load_base(source: str, base: Any, directory: str | None = None) -> tuple[dic
             raise ProtocolError(f"{source}: base: no such protocol file {str(path)!r}")
         directory = str(path.resolve().parent)
         try:
-            data = protocol_module.load_yaml(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            data = protocol_module.load_yaml(path.read_text(encoding="utf-8"), f"{source}: base ({path})")
+        except (OSError, UnicodeDecodeError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ProtocolError(f"{source}: base: cannot read {str(path)!r} ({first})") from None
         where = f"base ({path})"
