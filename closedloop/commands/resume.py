@@ -33,5 +33,4 @@ def execute(args) -> int:
 def add_parser(sub):
     parser = sub.add_parser("resume", help="continue an interrupted or crashed run from its log")
     parser.add_argument("log", help="the run log to continue")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=execute)

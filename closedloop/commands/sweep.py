@@ -33,5 +33,4 @@ def add_parser(sub):
                         help="run on this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of local processes")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     parser.add_argument("--out", help="directory of run logs (default the sweep's output, or data/<sweep name>)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=execute)

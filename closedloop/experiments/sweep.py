@@ -100,19 +100,9 @@ class Sweep(Experiment):
         return replace(spec, log=out_dir / spec.log.name)
 
     def report(self, out, summary: dict, echo=print) -> None:
-        frame = summary["table"]
-        echo(f"sweep: {summary['runs']} runs ({summary['skipped']} already complete, {summary['failed']} "
-             f"not complete) in {summary['output']}")
-        for error in frame.loc[frame["error"].astype(bool), "error"].head(3):
-            echo(f"  failed run: {error}")
-        shown = [c for c in ("rf_correlation", "fraction_of_optimum", "best_response") if frame[c].notna().any()]
-        if shown:
-            means = frame.groupby("optimizer")[shown].mean()
-            for name, values in means.iterrows():
-                echo(f"  {name}: " + ", ".join(f"mean {c} {v:.3f}" for c, v in values.items()))
-        echo(f"summary: {summary['summary']}")
-        if "figure" in summary:
-            echo(f"figure: {summary['figure']}")
+        from closedloop.sweeps.summary import report
+
+        report(summary, echo)
 
 
 def _complete(log: Path) -> bool:

@@ -1,4 +1,5 @@
-"""The sweep's summary: one row per run (summary.csv) and figures of each metric vs each parameter."""
+"""The sweep's summary: one row per run (summary.csv) and figures of each metric vs each parameter,
+written when a sweep ends and again by `closedloop analyze FOLDER` from the logs alone."""
 
 from __future__ import annotations
 
@@ -91,3 +92,59 @@ def _figure(frame: pd.DataFrame, parameters: list[str], path: Path) -> str | Non
     axes[0, -1].legend(fontsize=7, title="optimizer", title_fontsize=7)
     fig.suptitle(f"{len(frame)} runs: mean ± s.e.m. over seeds and the other parameters", fontsize=9)
     return save(fig, path)
+
+
+def report(summary: dict, echo=print) -> None:
+    """Print what a sweep (or the summary of its folder) found."""
+    frame = summary["table"]
+    echo(f"sweep: {summary['runs']} runs ({summary['skipped']} already complete, {summary['failed']} "
+         f"not complete) in {summary['output']}")
+    for error in frame.loc[frame["error"].astype(bool), "error"].head(3):
+        echo(f"  failed run: {error}")
+    shown = [c for c in ("rf_correlation", "fraction_of_optimum", "best_response") if frame[c].notna().any()]
+    if shown:
+        means = frame.groupby("optimizer")[shown].mean()
+        for name, values in means.iterrows():
+            echo(f"  {name}: " + ", ".join(f"mean {c} {v:.3f}" for c, v in values.items()))
+    echo(f"summary: {summary['summary']}")
+    if "figure" in summary:
+        echo(f"figure: {summary['figure']}")
+
+
+def from_folder(folder) -> dict:
+    """Summarise the run logs in a sweep's folder again, from the logs alone: the swept fields are
+    those whose values differ between the runs' protocols."""
+    from closedloop.errors import ClosedLoopError
+    from closedloop.protocol import load_yaml
+    from closedloop.recording import open_run
+    from closedloop.sweeps.measure import measure
+
+    folder = Path(folder)
+    logs = sorted(folder.glob("run-*.h5"))
+    if not logs:
+        raise ClosedLoopError(f"{folder}: a folder without sweep run logs (run-*.h5)")
+    protocols = []
+    for log in logs:
+        with open_run(log) as run:
+            protocols.append(load_yaml(run.protocol, str(log)))
+    flat = [_flatten({k: v for k, v in data.items() if k != "seed"}) for data in protocols]
+    keys = list(dict.fromkeys(key for row in flat for key in row))
+    swept = [key for key in keys if len({repr(row.get(key)) for row in flat}) > 1]
+    runs = [RunSpec(k, {key: row.get(key) for key in swept}, int(data.get("seed", 0)), data, "", log, str(log))
+            for k, (log, data, row) in enumerate(zip(logs, protocols, flat))]
+    rows = {spec.index: {**measure(spec.log), "error": ""} for spec in runs}
+    frame = table(runs, rows)
+    written = write(frame, swept, folder)
+    failed = int((frame["status"] != "complete").sum())
+    return {"status": "failed" if failed else "complete", "output": str(folder), "runs": len(runs),
+            "skipped": len(runs), "failed": failed, "table": frame, **written}
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
