@@ -137,6 +137,15 @@ def test_tuning_finds_the_gabor_orientation(tmp_path):
     assert first.max() < second.min()
 
 
+def test_a_centre_surround_cell_has_no_preferred_orientation(tmp_path):
+    path, numbers = run(tmp_path, {"kind": "tuning", "seed": 3, "neuron": {"kind": "lnp", "size": 16, "field": "dog"},
+                                   "orientations": 8, "spatial_frequencies": [0.05, 0.1, 0.2, 0.3], "phases": 4,
+                                   "repeats": 4})
+    assert np.isnan(numbers["preferred_orientation"]) and numbers["tuning_p_orientation"] > 0.05
+    assert "orientation: untuned, no preferred value" in numbers["lines"][1]
+    assert 0.05 <= numbers["preferred_spatial_frequency"] <= 0.3 and numbers["tuning_p_spatial_frequency"] < 1e-3
+
+
 @pytest.mark.slow
 def test_reverse_correlation_recovers_the_gabor(tmp_path):
     path, numbers = run(tmp_path, {"kind": "reverse_correlation", "seed": 3, "neuron": CELL,

@@ -74,23 +74,29 @@ def _judge_best(run, top: int = 8) -> tuple[dict, list[str]]:
 
 
 def _figure(run, generations, rf, images, per_generation, path):
-    shown = min(8, len(per_generation))
+    """The best stimulus of chosen generations above the search's progress (for images; the
+    sounds have their own spectrograms)."""
+    shown = min(8, len(per_generation)) if images is not None else 0
     picks = np.unique(np.linspace(0, len(per_generation) - 1, shown).round().astype(int)) if shown else []
-    columns = max(len(picks) + (rf is not None), 3)
-    fig = plt.figure(figsize=(1.4 * columns, 4.2))
-    grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+    pictures = len(picks) + (rf is not None)
+    columns = max(pictures, 3)
+    if pictures:
+        fig = plt.figure(figsize=(1.4 * columns, 4.2))
+        grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+        ax = fig.add_subplot(grid[1, :])
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3))
     col = 0
     if rf is not None:
         show_image(fig.add_subplot(grid[0, 0]), rf, "true receptive field")
         col = 1
-    if images is not None:
-        for k, g in enumerate(picks):
-            show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
-    ax = fig.add_subplot(grid[1, :])
+    for k, g in enumerate(picks):
+        show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
     ax.plot(generations["generation"], generations["best"], label="best so far")
     ax.plot(generations["generation"], generations["max"], ".", alpha=0.5, label="best of generation")
     ax.plot(generations["generation"], generations["mean"], label="generation mean")
     ax.set_xlabel("generation")
-    ax.set_ylabel(f"response ({run.response_unit} per presentation)")
+    ax.set_ylabel(f"{run.response_unit} per presentation")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
     save(fig, path)
