@@ -113,3 +113,33 @@ def test_old_logs_read_with_the_same_units_and_parameters_that_never_collide():
         assert list(trials["phase"].cat.categories) == ["search", "reference", "retest"]
     with open_run(ROOT / "tests" / "fixtures" / "logs" / "fooling.h5") as run:
         assert set(run.trials["source"]) <= {"white", "pink", "tv", "evolved"}
+
+
+def test_version_and_global_flags_before_or_after_the_command(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"closedloop {closedloop.__version__}"
+    protocol = tmp_path / "lnp.yaml"
+    protocol.write_text("kind: evolve\nneuron: {kind: lnp, size: 8}\nspace: {kind: fourier, size: 8}\n"
+                        "optimizer: {kind: random, popsize: 4}\ngenerations: 2\n")
+    for args in (["-q", "run", str(protocol), "--out", str(tmp_path / "a.h5")],
+                 ["run", str(protocol), "--out", str(tmp_path / "b.h5"), "-q", "--debug"],
+                 ["--debug", "run", "-q", str(protocol), "--out", str(tmp_path / "c.h5")]):
+        assert main(args) == 0, args
+        assert "gen/s" not in capsys.readouterr().err  # no progress bar
+    assert main(["analyze", "-q", str(tmp_path / "a.h5")]) == 0
+
+
+def test_analyze_on_a_sweep_folder_summarises_its_logs_again(tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "logs" / "sweep-noise", folder)
+    assert main(["analyze", str(folder)]) == 0
+    assert "sweep: 2 runs" in capsys.readouterr().out
+    table = pd.read_csv(folder / "summary.csv")
+    assert sorted(table["repeats"]) == [1, 2] and (table["status"] == "complete").all()  # the swept field, found
+    assert (folder / "summary.png").is_file() and (folder / "summary.html").is_file()
+    assert main(["analyze", str(tmp_path)]) == 2  # a folder without run logs
