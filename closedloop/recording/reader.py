@@ -106,7 +106,7 @@ class Run:
         self.__dict__.pop("trials", None)
         self.__dict__.pop("generations", None)
 
-    def units(self, path: str) -> tuple[str, str]:
+    def describe(self, path: str) -> tuple[str, str]:
         """(units, description) of a dataset of the log, e.g. "trials/response": its attributes,
         or for a log written before datasets carried them, what this closedloop writes."""
         attrs = self.file[path].attrs if path in self.file else {}
@@ -175,7 +175,7 @@ class Run:
         n = min(self.file[path].shape[0] for path in paths)  # a batch may be half-appended while written
         frame = pd.DataFrame({path.rsplit("/", 1)[1]: self._read(path)[:n] for path in paths})
         frame["phase"] = pd.Categorical.from_codes(frame["phase"], categories=list(PHASES))
-        units = {path.rsplit("/", 1)[1]: self.units(path) for path in paths}
+        units = {path.rsplit("/", 1)[1]: self.describe(path) for path in paths}
         columns = self._parameter_columns()
         if columns and n:
             z = self.z[frame["stimulus"].to_numpy()]
@@ -198,7 +198,7 @@ class Run:
         per_generation = [group[name] for name in group] + list(self.file.get("state", {}).values())
         n = min(dataset.shape[0] for dataset in per_generation)
         frame = pd.DataFrame({name: self._read(f"generations/{name}")[:n] for name in columns})
-        return _with_units(frame, {name: self.units(f"generations/{name}") for name in columns})
+        return _with_units(frame, {name: self.describe(f"generations/{name}") for name in columns})
 
     @property
     def parameters(self) -> list[str]:
