@@ -304,7 +304,10 @@ class Run:
     def stimulus_means(self, phase: str = "search") -> pd.DataFrame:
         """Mean, spread, count and standard error of the responses to each stimulus."""
         trials = self.trials[self.trials["phase"] == phase]
-        return means_by_stimulus(trials["stimulus"].to_numpy(), trials["response"].to_numpy())
+        means = means_by_stimulus(trials["stimulus"].to_numpy(), trials["response"].to_numpy())
+        unit = self.response_unit
+        return _with_units(means, {"mean": (unit, "mean response"), "std": (unit, "standard deviation"),
+                                   "n": ("1", "presentations"), "sem": (unit, "standard error of the mean")})
 
     def best_per_generation(self) -> list[int]:
         """The stimulus with the highest mean search response in each generation."""
