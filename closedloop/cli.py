@@ -19,14 +19,24 @@ from closedloop.errors import (EXIT_FAILED, EXIT_OK, EXIT_SIGINT, ClosedLoopErro
                                reason, shorten, write_error)
 
 
+GLOBAL_FLAGS = (("--debug", "show tracebacks"), ("-q", "--quiet", "no progress bars"))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from closedloop import __version__
+
     parser = argparse.ArgumentParser(prog="closedloop", description="Closed-loop experiments on simulated neurons.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"closedloop {__version__}")
+    for *flags, text in GLOBAL_FLAGS:
+        parser.add_argument(*flags, action="store_true", help=text)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: getattr(
             importlib.import_module(f"closedloop.commands.{m.name}"), "ORDER", 99)):
         module = importlib.import_module(f"closedloop.commands.{info.name}")
         module.add_parser(sub)
+    for command in sub.choices.values():  # the global flags also after the command (a default there
+        for *flags, text in GLOBAL_FLAGS:  # would undo one given before it: SUPPRESS)
+            command.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=text)
     return parser
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, WrapValidator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, WrapValidator,
+                      model_validator)
 
 
 # The bounds policy: every number of a protocol is finite (NaN and Inf are refused everywhere),
@@ -83,13 +85,17 @@ class KindOf:
     default: str
     tag: str = "kind"
 
-    def validate(self, value, handler):
+    def validate(self, value, handler, info: ValidationInfo):
         if isinstance(value, Settings) or not isinstance(value, dict):
             return handler(value)
         config = self.config_class(value)
         if self.tag not in config.model_fields:  # the kind's Config does not repeat its own name
             value = {k: v for k, v in value.items() if k != self.tag}
-        return config.model_validate(value)
+        return config.model_validate(value, context=info.context)
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        """A placeholder that closedloop.reference replaces with the kinds of the role."""
+        return {"x-kind-of": {"role": self.role, "default": self.default, "tag": self.tag}}
 
     def config_class(self, value: dict) -> type[Settings]:
         from closedloop import registry
@@ -105,3 +111,47 @@ def kind_of(role: str, default: str, tag: str = "kind"):
     """The type of a field holding a kind of `role` (see KindOf)."""
     marker = KindOf(role, default, tag)
     return Annotated[SerializeAsAny[Settings], WrapValidator(marker.validate), marker]
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """Marks what a text field holds, for the field reference and the JSON Schema ("path": a file
+    read by the run; "import": a Python object named 'module:attribute')."""
+
+    name: str
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        return {**handler(core_schema), "format": self.name}
+
+
+def protocol_dir(info: ValidationInfo) -> Path | None:
+    """The folder of the protocol file being validated (given by protocol.validate), if any."""
+    folder = (info.context or {}).get("protocol_dir")
+    return Path(folder) if folder else None
+
+
+def _beside_protocol(value: str, info: ValidationInfo) -> str:
+    path = Path(value).expanduser()
+    folder = protocol_dir(info)
+    return str(folder / path) if folder is not None and not path.is_absolute() else str(path)
+
+
+def _importable_beside_protocol(value: str, info: ValidationInfo) -> str:
+    """'module:attribute' (a module on the path, or beside the protocol) or 'file.py:attribute';
+    a module or file beside the protocol becomes 'FOLDER/module:attribute' (see neurons/dnn.py)."""
+    module, sep, attribute = value.rpartition(":")
+    folder = protocol_dir(info)
+    if not sep or folder is None or Path(module).is_absolute():
+        return value
+    if module.endswith(".py"):
+        return f"{folder / Path(module).expanduser()}:{attribute}"
+    top = folder / module.split(".")[0]
+    if top.with_suffix(".py").is_file() or top.is_dir():
+        return f"{folder}/{module}:{attribute}"
+    return value
+
+
+# a file the run reads: relative paths resolve beside the protocol file, not the working directory
+ProtocolPath = Annotated[str, AfterValidator(_beside_protocol), FieldType("path")]
+# a Python object to import: a module (installed, or beside the protocol) or a .py file, and a name in it
+ImportTarget = Annotated[str, AfterValidator(_importable_beside_protocol), FieldType("import")]

@@ -8,6 +8,8 @@ Every error is one line: the file, the field path, and what is expected there.
 from __future__ import annotations
 
 import difflib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,18 @@ from pydantic import ValidationError
 from closedloop import registry
 from closedloop.component import KindOf
 from closedloop.errors import ProtocolError, reason, shorten
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as editors read it (YAML 1.2 core schema): only true/false are booleans, so
+    `polarity: on` or `answer: no` stay the words they are; a yes/no/on/off given to a true/false
+    field still reads as true/false."""
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 @dataclass
@@ -40,6 +54,7 @@ class Protocol:
     # None: the user gave this protocol, its `import:` fields may run code. A set: it came from a
     # log, and may import only the modules the user named again (resume --allow-import MODULE)
     allowed_imports: frozenset[str] | None = None
+    directory: str = ""  # where relative paths in the protocol resolve: the folder of its file
 
     @property
     def seed(self) -> int:
@@ -95,7 +110,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{path}: cannot read protocol file ({exc})") from exc
-    return parse(text, str(path), overrides)
+    return parse(text, str(path), overrides, directory=path.resolve().parent)
 
 
 # what a protocol may hold (docs/reliability.md): a protocol is a page of settings, never a data file
@@ -105,7 +120,7 @@ MAX_ALIASES = 100
 MAX_NODES = 100_000
 
 
-class _Limited(yaml.SafeLoader):
+class _Limited(_Loader):
     """yaml.safe_load with limits on nesting, aliases and the size the aliases expand to, so that
     an alias bomb or a deeply nested document is refused at once instead of hanging the program."""
 
@@ -154,7 +169,7 @@ def _expanded_size(node, sizes: dict) -> int:
     return total
 
 
-def load_yaml(text: str, source: str):
+def load_yaml(text: str, source: str = "<protocol>"):
     """yaml.safe_load within the limits above; ProtocolError (one line) for anything else."""
     if len(text) > MAX_BYTES:
         raise ProtocolError(f"{source}: {len(text)} characters; a protocol holds at most {MAX_BYTES}")
@@ -177,22 +192,24 @@ def load_yaml(text: str, source: str):
 
 
 def parse(text: str, source: str = "<protocol>", overrides: dict[str, Any] | None = None,
-          allowed_imports=None) -> Protocol:
-    """`allowed_imports`: None for a protocol the user gave; for one read from a log, the modules
-    the user allows it to import (see Protocol.allowed_imports)."""
+          allowed_imports=None, directory: str | Path | None = None) -> Protocol:
+    """A protocol from YAML text; relative paths in it resolve in `directory` (default: the
+    working directory). `allowed_imports`: None for a protocol the user gave; for one read from a
+    log, the modules the user allows it to import (see Protocol.allowed_imports)."""
     data = load_yaml(text, source)
     if not isinstance(data, dict):
         raise ProtocolError(f"{source}: expected a mapping of fields at the top level, got {_typename(data)}")
     for dotted, value in (overrides or {}).items():
         set_path(data, dotted, value)
-    protocol = from_dict(data, source, None if overrides else text)
+    protocol = from_dict(data, source, None if overrides else text, directory)
     if allowed_imports is not None:
         protocol.allowed_imports = frozenset(allowed_imports)
     return protocol
 
 
-def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:
+def from_dict(data: dict, source: str, text: str | None = None, directory: str | Path | None = None) -> Protocol:
     data = dict(data)
+    directory = str(Path(directory if directory is not None else os.getcwd()).resolve())
     kind = data.pop("kind", None)
     if kind is None:
         raise ProtocolError(f"{source}: kind: required field missing (one of: {', '.join(registry.names('experiment'))})")
@@ -207,16 +224,16 @@ def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:
             raw = experiment_cls.default_section(role, sections)
             if raw is None:
                 raise ProtocolError(f"{source}: {role}: required section missing")
-        sections[role] = _section(source, role, raw)
+        sections[role] = _section(source, role, raw, directory)
         sections[role].defaulted = defaulted
-    settings = validate(source, "", experiment_cls.Config, data)
+    settings = validate(source, "", experiment_cls.Config, data, directory)
     if text is None:
         given = {r: s.raw for r, s in sections.items() if not s.defaulted}
         text = yaml.safe_dump({"kind": kind, **given, **data}, sort_keys=False)
-    return Protocol(source, text, kind, experiment_cls, settings, sections)
+    return Protocol(source, text, kind, experiment_cls, settings, sections, directory=directory)
 
 
-def _section(source: str, role: str, raw: Any) -> Section:
+def _section(source: str, role: str, raw: Any, directory: str | None = None) -> Section:
     if not isinstance(raw, dict):
         raise ProtocolError(f"{source}: {role}: expected a mapping with a 'kind', got {_typename(raw)}")
     body = dict(raw)
@@ -226,7 +243,7 @@ def _section(source: str, role: str, raw: Any) -> Section:
     if not isinstance(kind, str):
         raise ProtocolError(f"{source}: {role}.kind: expected the name of a kind, got {_typename(kind)}")
     cls = _lookup(source, role, kind, f"{role}.kind")
-    return Section(cls, validate(source, role, cls.Config, body), dict(raw))
+    return Section(cls, validate(source, role, cls.Config, body, directory), dict(raw))
 
 
 def _lookup(source: str, role: str, kind: Any, where: str) -> type:
@@ -236,11 +253,12 @@ def _lookup(source: str, role: str, kind: Any, where: str) -> type:
         raise ProtocolError(f"{source}: {where}: {exc.args[0]}") from None
 
 
-def validate(source: str, prefix: str, model: type, body: dict):
-    """The validated settings, or a ProtocolError of one line naming the field."""
+def validate(source: str, prefix: str, model: type, body: dict, directory: str | Path | None = None):
+    """The validated settings, or a ProtocolError of one line naming the field. Path fields
+    (component.ProtocolPath) resolve in `directory`, the protocol file's folder."""
     _check_kinds(source, prefix, body)
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context={"protocol_dir": str(directory) if directory else None})
     except ValidationError as exc:
         raise ProtocolError(f"{source}: {_describe(exc.errors()[0], prefix, model, body, exc.errors())}") from None
     except (TypeError, KeyError, AttributeError, ArithmeticError) as exc:  # a validator met a shape it never expected
@@ -283,6 +301,8 @@ def _describe(error: dict, prefix: str, model: type, body: Any = None, errors: l
         path, message = f"{path}.{named}" if path != "(top level)" else named, rest  # a model check naming its field
     if "input" in error and kind not in ("value_error", "assertion_error"):
         message += f", got {shorten(repr(error['input']), 60)}"
+        if isinstance(error["input"], bool) and kind in ("string_type", "literal_error", "enum"):
+            message += " (YAML reads true/false as a boolean: quote the word you meant)"
     return f"{path}: {message}"
 
 

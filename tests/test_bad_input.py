@@ -55,7 +55,8 @@ PROTOCOLS = [
     (variant(budget=-3), "budget: Input should be greater than or equal to 1"),
     (variant(generations=None), "give generations or budget"),
     (variant(aggregate="max"), "aggregate: String should match pattern"),
-    (variant(space__size=10), "space: renders stimuli of shape (10, 10) but the neuron takes (8, 8)"),
+    (variant(space__size=10), "space: pixels renders stimuli of shape (10, 10) but the neuron takes (8, 8); "
+                              "use space: {kind: fourier, size: 8} (or pixels)"),
     (variant(neuron="spiking"), "neuron: expected a mapping with a 'kind', got a string"),
     (variant(neuron=DELETE), "neuron: required section missing"),
     (variant(space=DELETE), "space: required section missing"),
@@ -67,7 +68,7 @@ PROTOCOLS = [
     (variant(neuron__target="gpu"), "neuron.target: String should match pattern"),
     (variant(optimizer={"kind": "genetic", "popsize": 4, "elites": 4}), "optimizer: elites (4) must be fewer than popsize (4)"),
     (variant(seed_stimuli={"images": ["mona_lisa"]}), "seed_stimuli.images: unknown picture 'mona_lisa'"),
-    (variant(seed_stimuli={"run": "missing.h5"}), "seed_stimuli.run: missing.h5: no such run log"),
+    (variant(seed_stimuli={"run": "missing.h5"}), "/missing.h5: no such run log"),  # beside the protocol
     (variant(optimizer__popsize="4x"), "optimizer.popsize: Input should be a valid integer"),
     (variant(neuron__size=1), "neuron.size: Input should be greater than or equal to 2"),
     (variant(budget=3), "budget: 3 presentations are fewer than one generation (4 stimuli x 1 repeats = 4)"),

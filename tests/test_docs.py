@@ -14,7 +14,7 @@ def python_blocks(page: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["python.md"])
+@pytest.mark.parametrize("page", ["python.md", "your-network.md"])
 def test_examples_run(page, tmp_path, capsys):
     (tmp_path / "protocols").symlink_to(ROOT / "protocols")
     code = python_blocks(ROOT / "docs" / page)

@@ -23,10 +23,11 @@ def execute(args) -> int:
     # the run, and the status is read under it (another resume may have just finished the run)
     with holding(path):
         with open_run(path) as run:
-            status, text = run.status, run.protocol
+            status, text, directory = run.status, run.protocol, run.protocol_dir
         if status == "complete":
             raise ClosedLoopError(f"{path}: the run is already complete; nothing to resume")
-        protocol = protocol_module.parse(text, f"{path} (its protocol)", allowed_imports=getattr(args, "allow_import", None) or ())
+        protocol = protocol_module.parse(text, f"{path} (its protocol)", allowed_imports=getattr(args, "allow_import", None) or (),
+                                         directory=directory or None)
         experiment = protocol.experiment_cls(protocol)
         if not experiment.resumable:
             raise ClosedLoopError(f"{path}: runs of kind {protocol.kind!r} cannot be resumed; run them again")
@@ -41,7 +42,6 @@ def execute(args) -> int:
 def add_parser(sub):
     parser = sub.add_parser("resume", help="continue an interrupted or crashed run from its log")
     parser.add_argument("log", help="the run log to continue")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--allow-import", action="append", metavar="MODULE",
                         help="let the log's protocol import this module (a custom network); a log never "
                              "runs code by itself")

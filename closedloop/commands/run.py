@@ -84,5 +84,4 @@ def add_parser(sub):
     run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override a protocol field, e.g. --set seed=3 --set neuron.cell.noise_sigma=0.1")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=execute)

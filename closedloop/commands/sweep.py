@@ -36,5 +36,4 @@ def add_parser(sub):
                         help="give up on a scheduler that does not answer within this time (default 10)")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     parser.add_argument("--out", help="directory of run logs (default the sweep's output, or data/<sweep name>)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=execute)

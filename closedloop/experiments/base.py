@@ -12,7 +12,7 @@ from pydantic import Field
 
 from closedloop.component import Settings
 from closedloop.errors import Interrupted, InvalidValueError, NeuronStopped, ProtocolError
-from closedloop.recording.writer import RunWriter
+from closedloop.recording.writer import RunWriter, parameter_columns
 
 
 class ExperimentSettings(Settings):
@@ -40,9 +40,11 @@ class Experiment:
         self.space = protocol.build("space") if "space" in protocol.sections else None
         if self.neuron is not None and self.space is not None:
             if tuple(self.space.stimulus_shape) != tuple(self.neuron.stimulus_shape):
+                wanted = tuple(self.neuron.stimulus_shape)
                 raise ProtocolError(
-                    f"{protocol.source}: space: renders stimuli of shape {tuple(self.space.stimulus_shape)} but the "
-                    f"neuron takes {tuple(self.neuron.stimulus_shape)}")
+                    f"{protocol.source}: space: {self.space.kind} renders stimuli of shape "
+                    f"{tuple(self.space.stimulus_shape)} but the neuron takes {wanted}"
+                    f"{suggest_space(wanted, self.neuron.modality, self.neuron.sample_rate)}")
             rendered, accepted = self.space.value_range, self.neuron.value_range
             if rendered is not None and accepted is not None and not (
                     accepted[0] <= rendered[0] and rendered[1] <= accepted[1]):
@@ -87,7 +89,9 @@ class Experiment:
             response_unit=neuron.response_unit, state_columns=neuron.state_columns,
             status_columns=self.optimizer.status_columns if self.optimizer else (),
             state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
-            neuron_arrays=neuron.ground_truth(), created=created, claim=neuron.claim)
+            neuron_arrays=neuron.ground_truth(), created=created, claim=neuron.claim,
+            protocol_dir=self.protocol.directory, state_units=neuron.state_units,
+            latent_columns=parameter_columns(configs["space"]))
 
     @contextmanager
     def stop_on_interrupt(self):
@@ -132,6 +136,20 @@ class Experiment:
         from closedloop.analysis import report_run
 
         report_run(out, echo=echo)
+
+
+def suggest_space(shape: tuple[int, ...], modality: str, sample_rate: int | None) -> str:
+    """'; use space: {...}' naming a space that renders this shape, or '' when none is obvious."""
+    if modality == "audio" and len(shape) == 1:
+        seconds = shape[0] / sample_rate if sample_rate else None
+        return (f"; use a sound space of that length, e.g. space: {{kind: waveform, duration: {seconds:g}}}"
+                if seconds else "")
+    if len(shape) == 2 and shape[0] == shape[1]:
+        return f"; use space: {{kind: fourier, size: {shape[0]}}} (or pixels)"
+    if len(shape) == 3 and shape[1] == shape[2]:
+        return (f"; use space: {{kind: color_fourier, channels: {shape[0]}, size: {shape[1]}}} "
+                "(or color_pixels)")
+    return ""
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

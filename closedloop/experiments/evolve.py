@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
-from closedloop.component import Settings
+from closedloop.component import ProtocolPath, Settings
 from closedloop.errors import ClosedLoopError, ProtocolError, write_error
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
@@ -25,7 +25,8 @@ from closedloop.registry import register
 
 class SeedStimuli(Settings):
     images: list[str] = Field(default_factory=list, description="scikit-image pictures, e.g. camera, astronaut")
-    run: str | None = Field(None, description="an earlier run log: its best stimuli seed this one")
+    run: ProtocolPath | None = Field(None, description="an earlier run log (beside the protocol): its best stimuli "
+                                     "seed this one")
     count: int = Field(4, ge=1, le=10_000, description="how many stimuli to take from `run`")
 
 
@@ -46,9 +47,9 @@ class EvolveSettings(ExperimentSettings):
                                "(reference and re-test presentations come on top)")
     repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus per generation")
     aggregate: str = Field("mean", pattern="^(mean|median)$", description="how repeats become one score")
-    seed_stimuli: SeedStimuli | None = None
-    reference: Reference | None = None
-    retest: Retest | None = None
+    seed_stimuli: SeedStimuli | None = Field(None, description="stimuli injected into the first generation")
+    reference: Reference | None = Field(None, description="fixed stimuli re-shown every generation to track drift")
+    retest: Retest | None = Field(None, description="a final re-test of the best stimuli, so the best is a mean")
 
     @model_validator(mode="after")
     def _some_stop_rule(self):
@@ -207,7 +208,7 @@ class Evolve(Experiment):
             trials = run.trials
             logged_z = run.z
             stimulus_generation = run.stimulus_generation
-            saved = {name: run.state(name) for name in shapes} if done else {}
+            saved = run.saved_state if done else {}
             created = run.created
             last = run.generations.iloc[-1] if done else None
             search = trials[trials["phase"] == "search"]

@@ -63,7 +63,8 @@ class Repeatability(FixedSetExperiment):
             flipped = section.config.model_copy(update={"reset_state": not section.config.reset_state})
             self.neurons.append(section.cls(flipped, protocol.role_seed("neuron")))
         parameter_name = {"grating": "orientation", "tone": "frequency", "noise": "draw"}[self.family]
-        self.use_space(("item", "reset_state", "parameter"), family=self.family, parameter=parameter_name,
+        units = ["1", "1", {"grating": "deg", "tone": "Hz", "noise": "1"}[self.family]]
+        self.use_space(("item", "reset_state", "parameter"), family=self.family, parameter=parameter_name, units=units,
                        contrast=cfg.contrast, spatial_frequency=cfg.spatial_frequency, level=cfg.level)
 
     def _items(self, cfg):

@@ -34,7 +34,7 @@ class ReverseCorrelation(FixedSetExperiment):
             raise ProtocolError(f"{protocol.source}: record_rendered: reverse correlation needs the stimuli logged")
         cfg = self.settings
         self.check_size(min(max(1, cfg.batch // cfg.repeats), cfg.presentations), "batch")
-        self.use_space(("draw",), family="noise", noise=cfg.noise, alpha=cfg.alpha, contrast=cfg.contrast)
+        self.use_space(("draw",), family="noise", units=["1"], noise=cfg.noise, alpha=cfg.alpha, contrast=cfg.contrast)
 
     def planned_presentations(self) -> int:
         return self.settings.presentations * self.settings.repeats

@@ -21,15 +21,19 @@ from closedloop.stimuli import grating, to_neuron_range, tone, tones_to_range
 class TuningSettings(FixedSetSettings):
     repeats: int = Field(8, ge=1, le=10_000, description="presentations of every grid point")
     contrast: float = Field(0.25, gt=0, le=10, description="images: RMS contrast of the gratings")
-    orientations: Count | list[Degrees] = Field(12, description="images: a count spanning [0, 180) or degrees")
+    orientations: Count | list[Degrees] = Field(12, description="images: a count spanning [0, 180) or degrees",
+                                                json_schema_extra={"unit": "deg"})
     spatial_frequencies: list[CyclesPerPixel] = Field([0.05, 0.1, 0.15, 0.2, 0.3], min_length=1,
-                                             description="images: cycles per pixel")
-    phases: Count | list[Degrees] = Field(4, description="images: a count spanning [0, 360) or degrees")
-    envelope_sigma: float | None = Field(None, gt=0, le=10_000, description="images: Gaussian window (pixels); none = full field")
-    frequencies: Count | list[Hertz] = Field(12, description="audio: a log-spaced count over frequency_range, or Hz")
+                                                      description="images: cycles per pixel")
+    phases: Count | list[Degrees] = Field(4, description="images: a count spanning [0, 360) or degrees",
+                                          json_schema_extra={"unit": "deg"})
+    envelope_sigma: float | None = Field(None, gt=0, le=10_000, description="images: Gaussian window; none = full field",
+                                         json_schema_extra={"unit": "pixels"})
+    frequencies: Count | list[Hertz] = Field(12, description="audio: a log-spaced count over frequency_range, or Hz",
+                                             json_schema_extra={"unit": "Hz"})
     frequency_range: tuple[Hertz, Hertz] = Field((200.0, 4000.0), description="audio: Hz")
     levels: list[Decibels] = Field([-40.0, -25.0, -10.0], min_length=1, description="audio: dB re full scale")
-    ramp_ms: float = Field(10.0, ge=0, le=10_000, description="audio: on/off ramp")
+    ramp_ms: float = Field(10.0, ge=0, le=10_000, description="audio: on/off ramp, ms")
 
 
 def _values(setting, span: float, name: str) -> np.ndarray:

@@ -20,34 +20,37 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import Level, Settings
+from closedloop.component import ImportTarget, Level, ProtocolPath, Settings
 from closedloop.errors import reason
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
 from closedloop.registry import register
 
 
 class NoiseSettings(Settings):
-    kind: Literal["none", "poisson", "gaussian"] = "none"
+    kind: Literal["none", "poisson", "gaussian"] = Field("none", description="none: the response is the activation")
     rate_scale: float = Field(20.0, gt=0, le=1e6, description="poisson: counts ~ Poisson(rate_scale * max(0, activation))")
     sigma: float = Field(0.1, ge=0, le=100, description="gaussian: response = activation * (1 + sigma * N(0, 1))")
 
 
 class DNNSettings(Settings):
     model: str | None = Field(None, description="a zoo model name (see `closedloop zoo`)")
-    import_: str | None = Field(None, alias="import", description="or your own: 'package.module:factory'")
-    weights: str | None = Field(None, description="a state_dict file for the imported model (path from the working directory)")
-    input_shape: tuple[Annotated[int, Field(ge=1, le=100_000)], ...] | None = Field(None, min_length=1, max_length=4, description="imported model: shape of one stimulus")
+    import_: ImportTarget | None = Field(None, alias="import", description="or your own: 'module:factory' (a module "
+                                        "installed or beside the protocol) or 'file.py:factory'")
+    weights: ProtocolPath | None = Field(None, description="a state_dict file for the imported model (beside the protocol)")
+    input_shape: tuple[Annotated[int, Field(ge=1, le=100_000)], ...] | None = Field(
+        None, min_length=1, max_length=4, description="imported model: shape of one stimulus")
     value_range: tuple[Level, Level] = Field((0.0, 1.0), description="imported model: the input range it expects")
     modality: Literal["image", "audio"] = Field("image", description="imported model: image or audio")
     sample_rate: int | None = Field(None, ge=1000, le=384_000, description="imported audio model: the sample rate it expects, Hz")
     unit: str | None = Field(None, description="a zoo unit name; default the model's default unit")
     layer: str | None = Field(None, description="module path of the layer ('' = the model's output)")
     channel: int | None = Field(None, ge=0, le=1_000_000, description="channel index on axis 1 of the layer's output")
-    position: tuple[Annotated[int, Field(ge=-100_000, le=100_000)], ...] | None = Field(None, max_length=4, description="index into the remaining axes; default their mean")
-    noise: NoiseSettings = NoiseSettings()
+    position: tuple[Annotated[int, Field(ge=-100_000, le=100_000)], ...] | None = Field(
+        None, max_length=4, description="index into the remaining axes; default their mean")
+    noise: NoiseSettings = Field(NoiseSettings(), description="noise that makes the unit a noisy cell")
     batch_size: int = Field(256, ge=1, le=100_000, description="stimuli per forward pass")
     threads: int = Field(1, ge=1, le=1024, description="torch threads (at most the cores)")
-    period: float = Field(0.1, gt=0, le=3600, description="nominal seconds per presentation, for t_start")
+    period: float = Field(0.1, gt=0, le=3600, description="nominal time per presentation, for t_start, s")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -67,21 +70,28 @@ class DNNSettings(Settings):
 
 
 def import_factory(path: str):
-    """'package.module:attribute' -> the attribute, without eval."""
-    module_name, sep, attribute = path.partition(":")
+    """'package.module:attribute', 'FOLDER/package.module:attribute' (a module in FOLDER, as
+    protocol paths resolve it) or 'file.py:attribute' -> the attribute, without eval."""
+    module_name, sep, attribute = path.rpartition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"import: expected 'package.module:factory', got {path!r}")
-    # as `python -m` would: the user's own modules beside the protocol run are importable
-    added = os.getcwd() not in sys.path and "" not in sys.path
+        raise ValueError(f"import: expected 'module:factory' or 'file.py:factory', got {path!r}")
+    folder, _, module_name = module_name.rpartition("/")
+    if module_name.endswith(".py"):
+        if not (Path(folder or ".") / module_name).is_file():
+            raise ValueError(f"import: no such file {str(Path(folder or '.') / module_name)!r}")
+        module_name = module_name.removesuffix(".py")
+    # as `python -m` would: modules in the folder (else the working directory) are importable
+    search = str(Path(folder).resolve()) if folder else os.getcwd()
+    added = search not in sys.path and (bool(folder) or "" not in sys.path)
     if added:
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, search)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"import: cannot import module {module_name!r} ({exc})") from None
     finally:
         if added:
-            sys.path.remove(os.getcwd())
+            sys.path.remove(search)
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):

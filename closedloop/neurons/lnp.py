@@ -78,6 +78,7 @@ class LNPCell(Neuron):
 
     Config = LNPSettings
     state_columns = ("rate",)
+    state_units = {"rate": "Hz"}
     response_unit = "spikes"
 
     def __init__(self, config: LNPSettings, seed: int):

@@ -33,7 +33,7 @@ class GradientAscentSettings(Settings):
     blur_sigma: float = Field(0.5, gt=0, le=1000, description="Gaussian blur, pixels")
     tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the mean absolute difference of neighbouring pixels")
     fourier_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the image power times frequency squared")
-    jitter: int = Field(0, ge=0, le=1000, description="largest random shift (pixels) of the image whose gradient is taken")
+    jitter: int = Field(0, ge=0, le=1000, description="largest random shift of the image whose gradient is taken, pixels")
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:

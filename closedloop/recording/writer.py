@@ -20,6 +20,10 @@ Layout (every object is an array, number or text; no pickles):
                                               best_stimulus, wall_time and the optimizer's status
 /generations/recommended (n_generations, dim) the optimizer's recommendation after each tell
 /state/<name>         (n_generations, k)      neuron and optimizer state after each generation
+
+Every dataset carries `units` ("1": dimensionless; "n/a": a code or an internal state) and a
+`description`; coded datasets (status, trials/phase) are HDF5 enums whose names any HDF5 client
+shows, and /stimuli/z names its columns when the stimuli are parametric (`columns`, `units`).
 """
 
 from __future__ import annotations
@@ -49,10 +53,79 @@ TRIAL_COLUMNS = {
 }
 # phases of a trial: the search itself, reference stimuli re-shown to track drift, a final re-test
 PHASES = {"search": 0, "reference": 1, "retest": 2}
+STATUS_TYPE = h5py.enum_dtype(STATUS, basetype="i1")
+PHASE_TYPE = h5py.enum_dtype(PHASES, basetype="i1")
 GENERATION_COLUMNS = {
     "generation": np.int32, "presentations": np.int64, "best": np.float64, "mean": np.float64,
     "max": np.float64, "best_stimulus": np.int64, "wall_time": np.float64,
 }
+RESPONSE = "{response}"  # stands for the run's response unit (spikes, activation, ...)
+# units and description of every dataset the writer makes (the reader falls back on these for logs
+# written before datasets carried them)
+DESCRIPTIONS = {
+    "status": ("n/a", "state of the run: running, complete, interrupted or failed"),
+    "stimuli/z": ("1", "latent vector of each stimulus shown, one row per stimulus"),
+    "stimuli/generation": ("1", "generation each stimulus was made for (-1: reference stimuli, made before)"),
+    "stimuli/rendered": ("1", "each stimulus as presented: luminance deviation from mean gray, pixel value "
+                              "in the neuron's input range, or sound pressure re full scale"),
+    "trials/stimulus": ("1", "index of the presented stimulus (row of /stimuli/z)"),
+    "trials/generation": ("1", "generation (evolve) or call to the neuron (other protocols) of the presentation"),
+    "trials/repeat": ("1", "repeat number of the stimulus within its call"),
+    "trials/phase": ("n/a", "search, reference (re-shown to track drift) or retest (the final re-test)"),
+    "trials/t_start": ("s", "onset of the presentation on the session clock"),
+    "trials/response": (RESPONSE, "measured response to the presentation"),
+    "trials/clean": (RESPONSE, "noise-free expected response where the neuron knows it, else NaN"),
+    "trials/spike_start": ("1", "first row of /spikes/times of the presentation"),
+    "trials/spike_count": ("1", "number of spikes in the presentation window"),
+    "spikes/times": ("s", "spike times after their presentation's onset; trial k owns "
+                          "times[spike_start[k] : spike_start[k] + spike_count[k]]"),
+    "generations/generation": ("1", "generation number"),
+    "generations/presentations": ("1", "presentations of the search so far"),
+    "generations/best": (RESPONSE, "best score (aggregated over repeats) of any stimulus so far"),
+    "generations/mean": (RESPONSE, "mean score of the generation's stimuli"),
+    "generations/max": (RESPONSE, "best score of the generation's stimuli"),
+    "generations/best_stimulus": ("1", "stimulus of the best score so far (row of /stimuli/z)"),
+    "generations/wall_time": ("s", "wall-clock time since the run started, at the end of the generation"),
+    "generations/recommended": ("1", "the optimizer's recommended latent vector after the generation"),
+    "neuron/receptive_field": ("1", "the neuron's true linear receptive field, unit norm, on the stimulus grid"),
+    "neuron/optimal_stimulus": ("1", "the stimulus the neuron responds to most, where it is known"),
+}
+
+
+def parameter_columns(space: dict) -> list[tuple[str, str, list | None]]:
+    """The columns of a parametric space's latent vector (a logged `space` configuration with
+    `parameters`, as tuning, fooling, ... write it): (column name, unit, category names or None).
+    A parameter named like a trial column is prefixed with the stimulus family (a grating's
+    `phase` is `grating_phase`); one whose values index a list the space logs under its plural
+    (`source` -> `sources`) is categorical."""
+    names = list(space.get("parameters") or [])
+    units = list(space.get("units") or [])
+    family = space.get("family") or "stimulus"
+    columns = []
+    for k, name in enumerate(names):
+        listed = space.get(f"{name}s") if name != "parameter" else None  # "parameters" lists the names
+        categories = list(listed) if isinstance(listed, list) else None
+        column = f"{family}_{name}" if name in TRIAL_COLUMNS else name
+        columns.append((column, units[k] if k < len(units) else ("n/a" if categories else "1"), categories))
+    return columns
+
+
+def describe(path: str, unit: str | None = None, response_unit: str = "") -> tuple[str, str]:
+    """(units, description) of a dataset of the log, by its path: the table above, else what its
+    group says of it (a state variable, the optimizer's status, ground truth); `unit` is what
+    the writer knows (a state variable's declared unit)."""
+    known_unit, text = DESCRIPTIONS.get(path, (None, None))
+    group, _, name = path.rpartition("/")
+    if text is None:
+        text = {"trials/state": f"the neuron's state variable {name} at the presentation",
+                "generations": f"the optimizer's {name} after the generation",
+                "state": f"{name} after each generation, as `closedloop resume` restores it",
+                "neuron": f"what the neuron knows of itself: {name}"}.get(group, name)
+        known_unit = "1" if group == "generations" else "n/a"
+    unit = known_unit if unit is None else unit
+    if unit == RESPONSE:
+        unit = response_unit or "n/a"
+    return unit, text
 
 
 def _resizable(group, name, dtype, shape=(), compress=False):
@@ -61,6 +134,26 @@ def _resizable(group, name, dtype, shape=(), compress=False):
         chunks=(max(1, min(1024, 65536 // max(1, int(np.prod(shape)) * 4))), *shape),
         **({"compression": "gzip", "compression_opts": 4} if compress else {}),
     )
+
+
+def label(f: h5py.File, response_unit: str, state_units: dict[str, str],
+          latent_columns: list[tuple[str, str, list | None]]) -> None:
+    """Give every dataset of a new log its `units` and `description` (before SWMR starts)."""
+    def each(name, item):
+        if isinstance(item, h5py.Dataset):
+            declared = state_units.get(name.rsplit("/", 1)[-1]) if name.startswith("trials/state/") else None
+            item.attrs["units"], item.attrs["description"] = describe(name, declared, response_unit)
+
+    f.visititems(each)
+    if latent_columns:
+        z = f["stimuli/z"]
+        z.attrs["columns"] = [name for name, _, _ in latent_columns]
+        z.attrs["units"] = [unit for _, unit, _ in latent_columns]
+        z.attrs["description"] = "parameters of each stimulus shown, one row per stimulus: " + ", ".join(
+            name for name, _, _ in latent_columns)
+        for name, _, categories in latent_columns:
+            if categories:
+                z.attrs[f"{name}_categories"] = list(categories)
 
 
 def _lock_path(path: Path) -> Path:
@@ -166,7 +259,8 @@ class RunWriter:
                  state_columns=(), status_columns=(), state_shapes: dict[str, int] | None = None,
                  record_rendered: bool = True, sample_rate: int | None = None,
                  neuron_arrays: dict[str, np.ndarray] | None = None, created: str | None = None,
-                 claim: tuple | None = None):
+                 claim: tuple | None = None, protocol_dir: str = "", state_units: dict[str, str] | None = None,
+                 latent_columns: list[tuple[str, str, list | None]] | None = None):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +280,7 @@ class RunWriter:
             self.file = h5py.File(building, "w", libver="latest")
             self._create(protocol_text, seed, kind, configs, dim, stimulus_shape, modality, response_unit,
                          state_columns, status_columns, state_shapes, record_rendered, sample_rate,
-                         neuron_arrays, created, claim)
+                         neuron_arrays, created, claim, protocol_dir, state_units, latent_columns)
             self._start()
             os.replace(building, self.path)
         except BaseException as exc:
@@ -198,7 +292,7 @@ class RunWriter:
 
     def _create(self, protocol_text, seed, kind, configs, dim, stimulus_shape, modality, response_unit,
                 state_columns, status_columns, state_shapes, record_rendered, sample_rate, neuron_arrays,
-                created, claim):
+                created, claim, protocol_dir, state_units, latent_columns):
         f = self.file
         f.attrs.update({
             "format": FORMAT, "format_version": FORMAT_VERSION, "package_version": closedloop.__version__,
@@ -207,11 +301,12 @@ class RunWriter:
             "modality": modality, "stimulus_shape": np.asarray(stimulus_shape, dtype=np.int64),
             "sample_rate": sample_rate or 0, "response_unit": response_unit,
             "claim": json.dumps(list(claim)) if claim else "",
+            "protocol_dir": protocol_dir,  # where paths in the protocol resolve (beside its file)
         })
         config = f.create_group("config")
         for role, value in configs.items():
             config.attrs[role] = json.dumps(value)
-        f.create_dataset("status", data=np.array([STATUS["running"]], dtype=np.int8))
+        f.create_dataset("status", data=np.array([STATUS["running"]]), dtype=STATUS_TYPE)
         known = f.create_group("neuron")  # ground truth the neuron knows, e.g. its receptive field
         for name, values in neuron_arrays.items():
             known.create_dataset(name, data=values)
@@ -222,7 +317,7 @@ class RunWriter:
             _resizable(stimuli, "rendered", np.float32, tuple(stimulus_shape), compress=True)
         trials = f.create_group("trials")
         for name, dtype in TRIAL_COLUMNS.items():
-            _resizable(trials, name, dtype)
+            _resizable(trials, name, PHASE_TYPE if name == "phase" else dtype)
         state = trials.create_group("state")
         for name in state_columns:
             _resizable(state, name, np.float64)
@@ -236,6 +331,7 @@ class RunWriter:
         saved = f.create_group("state")
         for name, width in (state_shapes or {}).items():
             _resizable(saved, name, np.float64, (width,))
+        label(f, response_unit, state_units or {}, latent_columns or [])
 
     def _start(self):
         f = self.file

@@ -56,7 +56,7 @@ def run_one(task: dict) -> dict:
     with ONE_RUN_PER_PROCESS:
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
-            protocol = protocol_module.parse(task["text"], task["source"])
+            protocol = protocol_module.parse(task["text"], task["source"], directory=task.get("directory") or None)
             experiment = protocol.experiment_cls(protocol)
             limit_threads()  # building the neuron may have imported torch or Brian2
             experiment.run(task["log"], progress=False)
