@@ -102,7 +102,7 @@ def imports_in(raw: Any, where: str) -> list[tuple[str, str]]:
     return found
 
 
-def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:
+def load(path: str | Path, overrides: dict[str, Any] | None = None, allowed_imports=None) -> Protocol:
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(f"{path}: no such protocol file")
@@ -110,7 +110,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Protocol:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{path}: cannot read protocol file ({exc})") from exc
-    return parse(text, str(path), overrides, directory=path.resolve().parent)
+    return parse(text, str(path), overrides, allowed_imports, directory=path.resolve().parent)
 
 
 # what a protocol may hold (docs/reliability.md): a protocol is a page of settings, never a data file

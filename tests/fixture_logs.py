@@ -137,4 +137,8 @@ if __name__ == "__main__":
             shutil.rmtree(out)
         out.unlink(missing_ok=True)
         run_short(path, out)
+        if out.is_dir():  # keep the logs and the protocol a folder holds, not what its analysis wrote
+            for written in out.rglob("*"):
+                if written.is_file() and written.suffix != ".h5" and written.name != "protocol.yaml":
+                    written.unlink()
         print(f"{path.name} -> {out}")

@@ -137,7 +137,7 @@ def test_a_short_hear_note_run_is_judged_by_the_pitch_estimate(tmp_path):
     judged = numbers["judges"]["pitch"]
     assert judged["of"] == 8 and len(judged["heard"]) == 8
     assert any("judge pitch" in line and "as pitch 261.63" in line for line in numbers["lines"])
-    assert Path(numbers["best_wav"]).is_file()
+    assert Path(numbers["sounds"]["best sound of the run"]).is_file()
 
 
 @pytest.mark.slow

@@ -149,7 +149,7 @@ def fixture_log(protocol_path):
     """The short log of a shipped protocol (tests/fixtures/logs); of a sweep, its first run."""
     logs = Path(__file__).parent / "fixtures" / "logs"
     folder = logs / protocol_path.stem
-    return sorted(folder.glob("*.h5"))[0] if folder.is_dir() else logs / f"{protocol_path.stem}.h5"
+    return sorted(folder.rglob("*.h5"))[0] if folder.is_dir() else logs / f"{protocol_path.stem}.h5"
 
 
 @pytest.mark.slow

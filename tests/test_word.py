@@ -150,5 +150,5 @@ def test_short_hear_word_run_is_judged_by_pocketsphinx(tmp_path):
     numbers = analysis.analyze(path)
     judged = numbers["judges"]["pocketsphinx"]
     assert judged["of"] == 8 and len(judged["heard"]) == 8
-    assert os.path.isfile(numbers["best_wav"])
+    assert os.path.isfile(numbers["sounds"]["best sound of the run"])
     assert any(line.startswith("judge pocketsphinx") for line in numbers["lines"])

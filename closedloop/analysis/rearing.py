@@ -99,9 +99,35 @@ def compare(layout: dict[str, dict], out_dir: Path, settings) -> dict:
     table.to_csv(out_dir / "searches.csv", index=False)
     figure = save(_figure(summary, searches, static_cfg, search_cfg, settings.digit), out_dir / "rearing.png")
     lines = _lines(summary, searches, static_cfg, search_cfg, settings.digit)
-    lines += [f"summary: {out_dir / 'summary.csv'}", f"searches: {out_dir / 'searches.csv'}", f"figure: {figure}"]
+    report = _page(out_dir, summary, table, figure, lines)
+    lines += [f"summary: {out_dir / 'summary.csv'}", f"searches: {out_dir / 'searches.csv'}", f"figure: {figure}",
+              f"report: {report}"]
     return {"lines": lines, "summary": str(out_dir / "summary.csv"), "figure": figure, "table": summary,
-            "searches": table}
+            "searches": table, "report": report}
+
+
+def _page(out_dir: Path, summary: pd.DataFrame, searches: pd.DataFrame, figure: str, lines: list[str]) -> str:
+    """rearing.html: the comparison's figure, key lines and tables, self-contained like a run's report."""
+    import html
+
+    from closedloop.analysis.report import STYLE, embed
+
+    def table(frame):
+        return frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3g}", border=0)
+
+    path = out_dir / "rearing.html"
+    path.write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>rearing: {html.escape(out_dir.name)}</title>
+<style>{STYLE}</style></head><body>
+<h1>rearing <code>{html.escape(out_dir.name)}</code>: {len(summary)} conditions</h1>
+<p>Each condition's logs are in its folder; <code>closedloop analyze FOLDER</code> writes this page again.</p>
+<ul>{"".join(f"<li>{html.escape(line)}</li>" for line in lines)}</ul>
+<h2>Figure</h2>{embed(Path(figure))}
+<h2>Conditions</h2><div style="overflow-x:auto">{table(summary)}</div>
+<h2>Searches</h2><div style="overflow-x:auto">{table(searches)}</div>
+</body></html>
+""", encoding="utf-8")
+    return str(path)
 
 
 def _accepted(judged: list[dict]) -> str:

@@ -9,10 +9,18 @@ ORDER = 2
 def execute(args) -> int:
     from pathlib import Path
 
-    if Path(args.log).is_dir():
+    folder = Path(args.log)
+    if folder.is_dir() and (folder / "protocol.yaml").is_file():  # a protocol that writes a folder (rearing)
+        from closedloop import protocol as protocol_module
+
+        protocol = protocol_module.load(folder / "protocol.yaml", allowed_imports=())
+        experiment = protocol.experiment_cls(protocol)
+        experiment.report(folder, experiment.summarise(folder), echo=print)
+        return 0
+    if folder.is_dir():
         from closedloop.sweeps.summary import from_folder, report
 
-        report(from_folder(args.log), echo=print)
+        report(from_folder(folder), echo=print)
         return 0
     from closedloop.analysis import report_run
 

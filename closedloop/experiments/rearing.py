@@ -28,14 +28,18 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from closedloop.component import Settings
+from closedloop.errors import ClosedLoopError
 from closedloop.experiments.base import Experiment
 from closedloop.neurons.reared_digits import Rearing, Static
 from closedloop.registry import register
 from closedloop.stimuli import STATIC_COLOURS
 
+
+
+PROTOCOL_FILE = "protocol.yaml"  # the rearing protocol, beside its logs
 
 class StaticTest(Settings):
     kinds: list[Static] = Field(["white", "pink", "brown"], min_length=1, description="static shown: white, pink, brown")
@@ -134,8 +138,12 @@ class RearingExperiment(Experiment):
         from closedloop.analysis import rearing as analysis
 
         out_dir = Path(path) if path is not None else self.default_output()
-        for spec in self.runs:
-            spec["log"] = out_dir / spec["condition"] / f"{spec['name']}.h5"
+        self._locate(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = out_dir / PROTOCOL_FILE  # so that `closedloop analyze FOLDER` can compare again
+        partial = written.with_name(f".{PROTOCOL_FILE}.part")
+        partial.write_text(self.protocol.text, encoding="utf-8")
+        partial.replace(written)
         bar = tqdm(total=len(self.runs), desc=f"rearing {out_dir.name}", unit="run", disable=not progress)
         status, ran = "complete", 0
         try:
@@ -156,6 +164,21 @@ class RearingExperiment(Experiment):
         if status == "complete":
             summary.update(analysis.compare(self._layout(), out_dir, self.settings))
         return summary
+
+    def summarise(self, out_dir: Path) -> dict:
+        """The comparison of the conditions, again, from the logs in `out_dir` alone."""
+        from closedloop.analysis import rearing as analysis
+
+        self._locate(Path(out_dir))
+        missing = [str(spec["log"]) for spec in self.runs if not spec["log"].is_file()]
+        if missing:
+            raise ClosedLoopError(f"{out_dir}: {len(missing)} of the protocol's logs are missing (first: {missing[0]})")
+        return {"runs": len(self.runs), "ran": 0, "output": str(out_dir), "status": "complete",
+                **analysis.compare(self._layout(), Path(out_dir), self.settings)}
+
+    def _locate(self, out_dir: Path) -> None:
+        for spec in self.runs:
+            spec["log"] = out_dir / spec["condition"] / f"{spec['name']}.h5"
 
     @staticmethod
     def _run_one(spec: dict, resume: bool, progress: bool) -> dict:
@@ -187,7 +210,6 @@ def _logged_state(log: Path, text: str) -> str | None:
     """"complete" or "resumable" when `log` holds a run of exactly this protocol, else None (redo it)."""
     if not log.is_file():
         return None
-    from closedloop.errors import ClosedLoopError
     from closedloop.recording import open_run
 
     try:

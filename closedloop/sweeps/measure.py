@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from closedloop import protocol as protocol_module
 from closedloop.analysis.plots import correlation
 from closedloop.recording import open_run
 
