@@ -26,6 +26,7 @@ class Section:
     cls: type
     config: Any
     raw: dict
+    defaulted: bool = False  # the protocol left it out; the experiment kind's default stands in
 
 
 @dataclass
@@ -89,14 +90,17 @@ def from_dict(data: dict, source: str, text: str | None = None) -> Protocol:
     sections = {}
     for role in experiment_cls.roles:
         raw = data.pop(role, None)
-        if raw is None:
-            if role in getattr(experiment_cls, "optional_roles", ()):
-                continue
-            raise ProtocolError(f"{source}: {role}: required section missing")
+        defaulted = raw is None
+        if defaulted:
+            raw = experiment_cls.default_section(role, sections)
+            if raw is None:
+                raise ProtocolError(f"{source}: {role}: required section missing")
         sections[role] = _section(source, role, raw)
+        sections[role].defaulted = defaulted
     settings = _validate(source, "", experiment_cls.Config, data)
     if text is None:
-        text = yaml.safe_dump({"kind": kind, **{r: s.raw for r, s in sections.items()}, **data}, sort_keys=False)
+        given = {r: s.raw for r, s in sections.items() if not s.defaulted}
+        text = yaml.safe_dump({"kind": kind, **given, **data}, sort_keys=False)
     return Protocol(source, text, kind, experiment_cls, settings, sections)
 
 

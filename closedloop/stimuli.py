@@ -13,19 +13,6 @@ import numpy as np
 NOISE_KINDS = ("white", "pink", "tv")
 
 
-def modality_of(neuron) -> str:
-    named = getattr(neuron, "modality", None)
-    if named in ("image", "audio"):
-        return named
-    return "audio" if len(neuron.stimulus_shape) == 1 else "image"
-
-
-def sample_rate_of(neuron) -> int | None:
-    if modality_of(neuron) != "audio":
-        return None
-    return int(getattr(neuron, "sample_rate", None) or 16000)
-
-
 def image_size(shape) -> tuple[int, int, int]:
     """(channels, height, width) of an image stimulus shape (H, W) or (C, H, W)."""
     if len(shape) == 2:
@@ -37,7 +24,7 @@ def image_size(shape) -> tuple[int, int, int]:
 
 def to_neuron_range(patterns: np.ndarray, neuron, contrast: float) -> np.ndarray:
     """Unit-RMS deviations -> stimuli the neuron accepts, with RMS `contrast` of its range."""
-    value_range = getattr(neuron, "value_range", None)
+    value_range = neuron.value_range
     if value_range is None:
         return patterns * contrast
     lo, hi = value_range
@@ -75,7 +62,7 @@ def tone(n_samples: int, sample_rate: int, frequency: float, level_db: float, ra
 
 def tones_to_range(waves: np.ndarray, neuron) -> np.ndarray:
     """Full-scale waveforms -> the neuron's range (full scale = half the range)."""
-    value_range = getattr(neuron, "value_range", None)
+    value_range = neuron.value_range
     if value_range is None:
         return waves
     lo, hi = value_range

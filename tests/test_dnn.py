@@ -203,7 +203,7 @@ def _run(protocol, path):
     experiment = protocol.experiment_cls(protocol)
     summary = experiment.run(path, progress=False)
     with open_run(path) as run:
-        return summary, run.generations.copy(), run.trials.copy()
+        return {**summary, "best_response": run.optimum()["response"]}, run.generations.copy(), run.trials.copy()
 
 
 def test_black_box_and_white_box_runs_raise_the_unit(tmp_path):

@@ -221,10 +221,10 @@ def power_spectrogram(wave, sample_rate, window=256):
 def _against_optimum(run, out, best, numbers) -> list[str]:
     """For a cell whose optimal sound is known (the STRF cell logs it): write it as a WAV too, and
     correlate the power spectrograms of the best and the optimal sound."""
-    known = run.file.get("neuron")
-    if known is None or "optimal_stimulus" not in known:
+    known = run.ground_truth()
+    if "optimal_stimulus" not in known:
         return []
-    optimum = np.asarray(known["optimal_stimulus"][()], dtype=np.float64).ravel()
+    optimum = np.asarray(known["optimal_stimulus"], dtype=np.float64).ravel()
     if optimum.shape != best.shape:
         return []
     rate = run.sample_rate

@@ -9,14 +9,6 @@ from closedloop.errors import ClosedLoopError
 from closedloop.analysis.plots import correlation, plt, save, show_image
 
 
-def best_per_generation(run) -> list[int]:
-    """Index of the stimulus with the highest mean response in each generation."""
-    means = run.stimulus_means()
-    generation_of = run.file["stimuli/generation"][()]
-    means["generation"] = generation_of[means.index.to_numpy()]
-    return [int(group["mean"].idxmax()) for _, group in means.groupby("generation")]
-
-
 def rendered(run, indices) -> np.ndarray | None:
     """The logged renderings of these stimuli, or (when the run did not keep them, as for large
     colour images) their latent vectors rendered again by the space the run used."""
@@ -45,7 +37,7 @@ def analyze(run, out_dir) -> dict:
         "presentations_to_best": int(generations.loc[first_hit, "presentations"]),
     }
     rf = run.receptive_field
-    per_generation = best_per_generation(run)
+    per_generation = run.best_per_generation()
     images = rendered(run, per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
         numbers["rf_correlation"] = correlation(rendered(run, [best_index])[0], rf)
@@ -67,14 +59,13 @@ def analyze(run, out_dir) -> dict:
     if np.isfinite(clean).any():  # the neuron knows its noise-free response (network units, LNP)
         numbers["best_clean_response"] = float(np.nanmax(clean))
         lines.append(f"best clean (noise-free) response: {numbers['best_clean_response']:.6g}")
-    retest = run.trials[run.trials["phase"] == "retest"]
-    if len(retest):
-        means = retest.groupby("stimulus")["response"].agg(["mean", "sem", "size"])
-        top = means["mean"].idxmax()
-        numbers["retest_best_response"] = float(means.loc[top, "mean"])
-        numbers["retest_best_stimulus"] = int(top)
-        lines.append(f"re-test of the top {len(means)} stimuli ({int(means.loc[top, 'size'])} repeats each): best "
-                     f"{means.loc[top, 'mean']:.3g} ± {means.loc[top, 'sem']:.2g} {unit} (mean ± s.e.m.)")
+    optimum = run.optimum()
+    if optimum is not None and optimum["retested"]:
+        numbers["retest_best_response"] = optimum["response"]
+        numbers["retest_best_stimulus"] = optimum["stimulus"]
+        numbers["retest_sem"] = optimum["sem"]
+        lines.append(f"re-test of the top {optimum['candidates']} stimuli ({optimum['repeats']} repeats each): best "
+                     f"{optimum['response']:.3g} ± {optimum['sem']:.2g} {unit} (mean ± s.e.m.)")
     judged, judge_lines = _judge_best(run)
     if judged:
         numbers["judges"] = judged

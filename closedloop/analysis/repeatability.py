@@ -61,7 +61,7 @@ def analyze(run, out_dir) -> dict:
     trials = trial_table(run)
     if trials.empty:
         return {"lines": [f"{run.path}: no trial logged yet"]}
-    state_names = [c for c in trials.columns if c in run.file["trials/state"]]
+    state_names = [c for c in trials.columns if c in run.state_columns]
     numbers = {"status": run.status, "presentations": int(len(trials)), "sessions": {}}
     lines = [f"run: repeatability ({run.status}), {len(trials)} presentations, "
              f"{trials['item'].nunique()} items"]

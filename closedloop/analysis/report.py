@@ -48,7 +48,7 @@ def render(run, numbers: dict) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(run.kind)}: {html.escape(run.path.name)}</title>
 <style>{STYLE}</style></head><body>
 <h1>{html.escape(run.kind)} run <code>{html.escape(run.path.name)}</code> ({status})</h1>
-<p>Log {html.escape(str(run.path))}, created {html.escape(str(run.file.attrs.get('created', '')))};
+<p>Log {html.escape(str(run.path))}, created {html.escape(run.created)};
 report written {when}{' while the run was still being written' if status == 'running' else ''}.</p>
 <h2>Summary</h2><pre>{summary}</pre>
 <h2>Key numbers</h2><table><tr><th>quantity</th><th>value</th></tr>{rows}</table>

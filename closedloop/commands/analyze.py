@@ -8,7 +8,7 @@ ORDER = 2
 def execute(args) -> int:
     from closedloop.analysis import report_run
 
-    report_run(args.log, None, echo=print)
+    report_run(args.log, echo=print)
     return 0
 
 

@@ -26,7 +26,7 @@ def execute(args) -> int:
     if not experiment.resumable:
         raise ClosedLoopError(f"{path}: runs of kind {protocol.kind!r} cannot be resumed; run them again")
     summary = experiment.run(path, progress=not args.quiet, resume=True)
-    report_run(path, summary, echo=print)
+    report_run(path, echo=print)
     return 0
 
 

@@ -14,7 +14,6 @@ from pydantic import Field
 from tqdm import tqdm
 
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
-from closedloop.stimuli import modality_of, sample_rate_of
 
 
 class FixedSetSettings(ExperimentSettings):
@@ -30,8 +29,8 @@ class ParameterSpace:
         self.parameters = tuple(parameters)
         self.dim = len(self.parameters)
         self.stimulus_shape = tuple(neuron.stimulus_shape)
-        self.modality = modality_of(neuron)
-        self.sample_rate = sample_rate_of(neuron)
+        self.modality = neuron.modality
+        self.sample_rate = neuron.sample_rate
         self.description = description
 
     def describe(self) -> dict:

@@ -25,8 +25,11 @@ class Experiment:
     kind: ClassVar[str] = "?"
     Config: ClassVar[type[Settings]] = ExperimentSettings
     roles: ClassVar[tuple[str, ...]] = ("neuron", "space", "optimizer")
-    optional_roles: ClassVar[tuple[str, ...]] = ()
     resumable: ClassVar[bool] = False  # `closedloop resume` can continue it from its log
+    # the experiment's random streams, by name, and the number that keys each one (fixed forever:
+    # a log resumes to the same trials only if every stream draws the same numbers)
+    streams: ClassVar[dict[str, int]] = {}
+    analysis: ClassVar[str | None] = None  # module with analyze(run, out_dir); default closedloop.analysis.<kind>
     # True for a kind that writes a directory of logs it resumes into (a sweep), not one log
     writes_directory: ClassVar[bool] = False
 
@@ -40,7 +43,7 @@ class Experiment:
                 raise ProtocolError(
                     f"{protocol.source}: space: renders stimuli of shape {tuple(self.space.stimulus_shape)} but the "
                     f"neuron takes {tuple(self.neuron.stimulus_shape)}")
-            rendered, accepted = getattr(self.space, "value_range", None), self.neuron.value_range
+            rendered, accepted = self.space.value_range, self.neuron.value_range
             if rendered is not None and accepted is not None and not (
                     accepted[0] <= rendered[0] and rendered[1] <= accepted[1]):
                 raise ProtocolError(
@@ -49,6 +52,18 @@ class Experiment:
         self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
                           if "optimizer" in protocol.sections else None)
         self.stop_requested = False
+
+    def rng(self, stream: str, *index: int) -> np.random.Generator:
+        """An independent generator for one named purpose (and, say, one chunk), fixed by the seed."""
+        if stream not in self.streams:
+            raise KeyError(f"experiment kind {self.kind!r} declares no random stream {stream!r}")
+        return np.random.default_rng(np.random.SeedSequence([self.settings.seed, self.streams[stream], *index]))
+
+    @classmethod
+    def default_section(cls, role: str, sections: dict) -> dict | None:
+        """The section a protocol may leave out (given the sections read so far), or None when
+        the role's section is required."""
+        return None
 
     def default_output(self) -> Path:
         if self.settings.output:
@@ -97,7 +112,7 @@ class Experiment:
     def report(self, out, summary: dict, echo=print) -> None:
         from closedloop.analysis import report_run
 
-        report_run(out, summary, echo=echo)
+        report_run(out, echo=echo)
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

@@ -19,8 +19,8 @@ from closedloop.component import Settings
 from closedloop.errors import ClosedLoopError, ProtocolError
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
-from closedloop.recording.writer import PHASES, RunWriter
-from closedloop.registry import lookup, register
+from closedloop.recording.writer import RunWriter
+from closedloop.registry import register
 
 
 class SeedStimuli(Settings):
@@ -60,13 +60,23 @@ class EvolveSettings(ExperimentSettings):
 @register("experiment", "evolve")
 class Evolve(Experiment):
     Config = EvolveSettings
-    optional_roles = ("optimizer",)
+    streams = {"reference": 99}
     resumable = True
+
+    @classmethod
+    def default_section(cls, role: str, sections: dict) -> dict | None:
+        """Without an `optimizer:` section: the model-based search that re-uses every trial
+        (docs/benchmarks.md, "Optimizer sample efficiency"), or CMA-ES where the space cannot
+        encode stimuli, which that search needs."""
+        if role != "optimizer" or "space" not in sections:
+            return None
+        from closedloop.optimizers.linear_model import default_section
+
+        return default_section(sections["space"].cls)
 
     def __init__(self, protocol):
         super().__init__(protocol)
-        if self.optimizer is None:
-            self.optimizer = self._default_optimizer(protocol)
+        self.optimizer.plan(self.total_generations() * self.optimizer.popsize)
         if self.total_generations() == 0:
             per_generation = self.optimizer.popsize * self.settings.repeats
             raise ProtocolError(f"{protocol.source}: budget: {self.settings.budget} presentations are fewer than one "
@@ -80,18 +90,8 @@ class Evolve(Experiment):
                                     f"its own starting point and cannot start from given stimuli")
             self.injected = self.injected[: self.optimizer.popsize]
         reference = self.settings.reference
-        self.references = self.space.sample(np.random.default_rng([self.settings.seed, 99]), reference.count) \
+        self.references = self.space.sample(self.rng("reference"), reference.count) \
             if reference else None
-
-    def _default_optimizer(self, protocol):
-        """Without an `optimizer:` section: the model-based search that re-uses every trial
-        (docs/benchmarks.md, "Optimizer sample efficiency"), or CMA-ES where the space cannot
-        encode stimuli, which that search needs."""
-        from closedloop.optimizers.linear_model import default_section
-
-        section = default_section(self.space)
-        cls = lookup("optimizer", section.pop("kind"))
-        return cls(cls.Config(**section), protocol.role_seed("optimizer"), self.space, self.neuron)
 
     def score(self, responses: np.ndarray) -> np.ndarray:
         return np.median(responses, axis=1) if self.settings.aggregate == "median" else responses.mean(axis=1)
@@ -160,18 +160,13 @@ class Evolve(Experiment):
                     bar.set_postfix(best=f"{best:.3g}", mean=f"{scores.mean():.3g}")
                     if self.stop_requested:
                         break
-                retest = None
                 if cfg.retest and not self.stop_requested:
-                    retest = self._retest(writer, total)
+                    self._retest(writer, total)
             status = "interrupted" if self.stop_requested else "complete"
         finally:
             bar.close()
             writer.close(status)
-        summary = {"status": status, "log": str(writer.path), "presentations": presentations,
-                   "best_response": best, "best_stimulus": best_index}
-        if retest is not None:
-            summary.update(retest)
-        return summary
+        return {"status": status, "log": str(writer.path), "presentations": presentations}
 
     def _present(self, stimuli):
         """Search and reference stimuli in one presentation batch (one simulation)."""
@@ -185,24 +180,15 @@ class Evolve(Experiment):
         n = len(stimuli)
         return _rows(both, slice(0, n)), _rows(both, slice(n, None))
 
-    def _retest(self, writer: RunWriter, generation: int) -> dict:
+    def _retest(self, writer: RunWriter, generation: int) -> None:
+        """Show the stimuli with the best mean search responses again, `retest.repeats` times each."""
         cfg = self.settings.retest
-        f = writer.file
-        trials = {name: f[f"trials/{name}"][()] for name in ("stimulus", "response", "phase")}
-        search = trials["phase"] == PHASES["search"]
-        stimuli, inverse = np.unique(trials["stimulus"][search], return_inverse=True)
-        means = np.bincount(inverse, trials["response"][search]) / np.bincount(inverse)
-        top = stimuli[np.argsort(-means, kind="stable")[: cfg.top]]
-        z = f["stimuli/z"][np.sort(top)].astype(np.float64)
-        top = np.sort(top)
-        result = self.neuron.present(self.space.render(z), cfg.repeats)
+        means = writer.stimulus_means("search")["mean"]
+        top = np.sort(means.sort_values(ascending=False, kind="stable").index[: cfg.top].to_numpy())
+        result = self.neuron.present(self.space.render(writer.latents(top)), cfg.repeats)
         check_finite(result.responses, f"neuron {self.neuron.kind}: responses of the re-test")
         writer.add_trials(top, generation, result, "retest")
         writer.flush()
-        means = result.responses.mean(axis=1)
-        k = int(np.argmax(means))
-        return {"retest_best_response": float(means[k]), "retest_best_stimulus": int(top[k]),
-                "retest_sem": float(result.responses[k].std(ddof=1) / np.sqrt(cfg.repeats)) if cfg.repeats > 1 else 0.0}
 
     def _resume(self, path: Path, shapes):
         """Rebuild optimizer and neuron from the log, then keep appending to it.
@@ -217,9 +203,9 @@ class Evolve(Experiment):
             done = len(run.generations)
             trials = run.trials
             logged_z = run.z
-            stimulus_generation = run.file["stimuli/generation"][()]
+            stimulus_generation = run.stimulus_generation
             saved = {name: run.state(name) for name in shapes} if done else {}
-            created = str(run.file.attrs.get("created", ""))
+            created = run.created
             last = run.generations.iloc[-1] if done else None
             search = trials[trials["phase"] == "search"]
             for generation in range(done):
@@ -237,7 +223,7 @@ class Evolve(Experiment):
                                        for name, value in self.neuron.get_state().items()})
             temporary = path.with_name(path.name + ".resume")
             writer = self.open_log(temporary, shapes, created=created)
-            writer.copy_complete_generations(run.file, done)
+            writer.copy_complete_generations(run, done)
         writer.close("running")
         os.replace(temporary, path)
         writer = RunWriter.reopen(path)

@@ -48,22 +48,18 @@ class FoolingSettings(FixedSetSettings):
 
 def reference_optimum(run) -> float:
     """The evolved optimum: the best re-tested mean when the run re-tested, else its best score."""
-    trials = run.trials
-    retest = trials[trials["phase"] == "retest"]
-    if len(retest):
-        return float(retest.groupby("stimulus")["response"].mean().max())
-    generations = run.generations
-    if generations.empty:
+    optimum = run.optimum()
+    if optimum is None:
         raise ClosedLoopError(f"{run.path}: no generation logged; cannot read an optimum")
-    return float(generations["best"].iloc[-1])
+    return optimum["response"]
 
 
 def evolved_stimuli(run, shape) -> tuple[np.ndarray, np.ndarray]:
     """Stimulus indices and renderings of the reference run's last generation."""
-    generation = run.file["stimuli/generation"][()]
+    generation = run.stimulus_generation
     if not len(generation):
         raise ClosedLoopError(f"{run.path}: no stimulus logged")
-    index = np.nonzero(generation == generation.max())[0]
+    index = run.stimuli_of_generation(generation.max())
     rendered = run.rendered(index)
     if rendered is None:
         raise ClosedLoopError(f"{run.path}: stimuli were not recorded (record_rendered); cannot re-show them")
@@ -75,6 +71,7 @@ def evolved_stimuli(run, shape) -> tuple[np.ndarray, np.ndarray]:
 @register("experiment", "fooling")
 class Fooling(FixedSetExperiment):
     Config = FoolingSettings
+    streams = {"noise": 3}
 
     def __init__(self, protocol):
         super().__init__(protocol)
@@ -116,7 +113,7 @@ class Fooling(FixedSetExperiment):
         cfg = self.settings
         generation = 0
         for source, kind in enumerate(self.sources):
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3, source]))
+            rng = self.rng("noise", source)
             if kind == "evolved":
                 draws, stimuli = self.evolved
             else:

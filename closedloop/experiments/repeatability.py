@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from closedloop.errors import ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.registry import register
-from closedloop.stimuli import (grating, modality_of, noise, sample_rate_of, to_neuron_range, tone,
+from closedloop.stimuli import (grating, noise, to_neuron_range, tone,
                                 tones_to_range)
 
 
@@ -43,14 +43,15 @@ class RepeatabilitySettings(FixedSetSettings):
 @register("experiment", "repeatability")
 class Repeatability(FixedSetExperiment):
     Config = RepeatabilitySettings
+    streams = {"stimuli": 4, "order": 5}
 
     def __init__(self, protocol):
         super().__init__(protocol)
         cfg = self.settings
-        self.family = cfg.family if cfg.family != "auto" else ("tone" if modality_of(self.neuron) == "audio" else "grating")
-        if (self.family == "tone") != (modality_of(self.neuron) == "audio"):
+        self.family = cfg.family if cfg.family != "auto" else ("tone" if self.neuron.modality == "audio" else "grating")
+        if (self.family == "tone") != (self.neuron.modality == "audio"):
             raise ProtocolError(f"{protocol.source}: family: {self.family} does not suit a "
-                                f"{modality_of(self.neuron)} neuron")
+                                f"{self.neuron.modality} neuron")
         self.parameter, self.stimuli = self._items(cfg)
         section = protocol.sections["neuron"]
         self.neurons = [self.neuron]
@@ -71,11 +72,11 @@ class Repeatability(FixedSetExperiment):
             patterns = np.stack([grating(shape, o, cfg.spatial_frequency, 0.0) for o in orientation])
             return orientation, to_neuron_range(patterns, self.neuron, cfg.contrast)
         if self.family == "noise":
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 4]))
+            rng = self.rng("stimuli")
             return np.arange(n, dtype=np.float64), to_neuron_range(noise(rng, n, shape, "white"), self.neuron,
                                                                    cfg.contrast)
         frequency = np.geomspace(*cfg.frequency_range, n)
-        rate = sample_rate_of(self.neuron)
+        rate = self.neuron.sample_rate
         if frequency.max() >= rate / 2:
             raise ProtocolError(f"{self.protocol.source}: frequency_range: above the Nyquist frequency {rate / 2:g} Hz")
         waves = np.stack([tone(shape[0], rate, f, cfg.level) for f in frequency])
@@ -93,7 +94,7 @@ class Repeatability(FixedSetExperiment):
             z = np.column_stack([np.arange(cfg.items), np.full(cfg.items, -1.0 if reset is None else float(reset)),
                                  self.parameter])
             index = writer.add_stimuli(z, generation, self.stimuli)
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 5, condition]))
+            rng = self.rng("order", condition)
             self.session_end = offset
             for _ in range(cfg.blocks):
                 generation = self.present(writer, index, self.stimuli, cfg.repeats, generation, rng,

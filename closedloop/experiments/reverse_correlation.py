@@ -26,6 +26,7 @@ class ReverseCorrelationSettings(FixedSetSettings):
 @register("experiment", "reverse_correlation")
 class ReverseCorrelation(FixedSetExperiment):
     Config = ReverseCorrelationSettings
+    streams = {"noise": 2}
 
     def __init__(self, protocol):
         super().__init__(protocol)
@@ -43,7 +44,7 @@ class ReverseCorrelation(FixedSetExperiment):
         generation, drawn, chunk = 0, 0, 0
         while drawn < cfg.presentations and not self.stop_requested:
             count = min(per_chunk, cfg.presentations - drawn)
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2, chunk]))
+            rng = self.rng("noise", chunk)
             patterns = noise(rng, count, self.neuron.stimulus_shape, cfg.noise, cfg.alpha)
             stimuli = to_neuron_range(patterns, self.neuron, cfg.contrast)
             index = writer.add_stimuli(np.arange(drawn, drawn + count)[:, None], generation, stimuli)

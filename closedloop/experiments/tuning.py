@@ -14,7 +14,7 @@ from pydantic import Field
 from closedloop.errors import ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.registry import register
-from closedloop.stimuli import grating, modality_of, sample_rate_of, to_neuron_range, tone, tones_to_range
+from closedloop.stimuli import grating, to_neuron_range, tone, tones_to_range
 
 
 class TuningSettings(FixedSetSettings):
@@ -44,12 +44,13 @@ def _values(setting, span: float, name: str) -> np.ndarray:
 @register("experiment", "tuning")
 class Tuning(FixedSetExperiment):
     Config = TuningSettings
+    streams = {"order": 1}
 
     def __init__(self, protocol):
         super().__init__(protocol)
         cfg = self.settings
         try:
-            if modality_of(self.neuron) == "audio":
+            if self.neuron.modality == "audio":
                 self.grid, self.stimuli = self._tones(cfg)
                 self.use_space(("frequency", "level"), family="tone", units=["Hz", "dB FS"],
                                log_scale=["frequency"], periods={})
@@ -79,7 +80,7 @@ class Tuning(FixedSetExperiment):
         else:
             frequencies = _values(cfg.frequencies, 0, "frequencies")
         grid = np.array(list(itertools.product(frequencies, np.asarray(cfg.levels, dtype=np.float64))))
-        rate = sample_rate_of(self.neuron)
+        rate = self.neuron.sample_rate
         if grid[:, 0].max() >= rate / 2:
             raise ValueError(f"frequencies: {grid[:, 0].max():g} Hz is above the Nyquist frequency {rate / 2:g} Hz")
         n_samples = self.neuron.stimulus_shape[0]
@@ -91,6 +92,5 @@ class Tuning(FixedSetExperiment):
 
     def session(self, writer) -> dict:
         index = writer.add_stimuli(self.grid, 0, self.stimuli)
-        self.present(writer, index, self.stimuli, self.settings.repeats, 0, np.random.default_rng(
-            np.random.SeedSequence([self.settings.seed, 1])))
+        self.present(writer, index, self.stimuli, self.settings.repeats, 0, self.rng("order"))
         return {"grid_points": len(self.grid)}

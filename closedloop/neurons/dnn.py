@@ -38,6 +38,7 @@ class DNNSettings(Settings):
     input_shape: tuple[int, ...] | None = Field(None, description="imported model: shape of one stimulus")
     value_range: tuple[float, float] = Field((0.0, 1.0), description="imported model: the input range it expects")
     modality: Literal["image", "audio"] = Field("image", description="imported model: image or audio")
+    sample_rate: int | None = Field(None, gt=0, description="imported audio model: the sample rate it expects, Hz")
     unit: str | None = Field(None, description="a zoo unit name; default the model's default unit")
     layer: str | None = Field(None, description="module path of the layer ('' = the model's output)")
     channel: int | None = Field(None, ge=0, description="channel index on axis 1 of the layer's output")
@@ -55,8 +56,10 @@ class DNNSettings(Settings):
             raise ValueError("input_shape: required with import (the shape of one stimulus)")
         if self.import_ is not None and self.unit is not None:
             raise ValueError("unit: names zoo units only; give layer/channel/position for an imported model")
+        if self.import_ is not None and self.modality == "audio" and self.sample_rate is None:
+            raise ValueError("sample_rate: required with an imported audio model (the rate it expects, Hz)")
         if self.model is not None:
-            for name in ("weights", "input_shape", "value_range", "modality"):
+            for name in ("weights", "input_shape", "value_range", "modality", "sample_rate"):
                 if name in self.model_fields_set:
                     raise ValueError(f"{name}: only for an imported model; zoo model {self.model!r} declares its own")
         return self
@@ -122,6 +125,7 @@ class DNNUnit(Neuron):
     """One channel of one layer of a torch module, optionally at one position."""
 
     Config = DNNSettings
+    has_gradient = True
 
     def __init__(self, config: DNNSettings, seed: int):
         super().__init__(config, seed)
@@ -154,7 +158,7 @@ class DNNUnit(Neuron):
             self.stimulus_shape = tuple(config.input_shape)
             self.value_range = tuple(config.value_range)
             self.modality = config.modality
-            self.sample_rate = None
+            self.sample_rate = config.sample_rate
         self.layer, self.channel = layer or "", 0 if channel is None else channel
         self.position = None if position is None else tuple(position)
         layers = dict(self.module.named_modules())

@@ -22,7 +22,6 @@ from scipy.ndimage import gaussian_filter
 from closedloop.component import Settings
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
-from closedloop.spaces.base import StimulusSpace
 
 
 class GradientAscentSettings(Settings):
@@ -65,10 +64,10 @@ class GradientAscent(Optimizer):
             kind = getattr(neuron, "kind", None)
             raise ValueError(f"gradient_ascent needs a neuron that exposes its gradient (e.g. kind dnn); "
                              f"neuron kind {kind!r} does not")
-        if not hasattr(space, "render_torch"):
+        if not space.differentiable:
             raise ValueError(f"gradient_ascent needs a differentiable space (e.g. color_pixels, color_fourier); "
                              f"space kind {space.kind!r} has no render_torch")
-        if config.blur_every and type(space).encode is StimulusSpace.encode:
+        if config.blur_every and not space.can_encode:
             raise ValueError(f"blur_every: space kind {space.kind!r} cannot encode a blurred image")
         self.neuron = neuron
         self.popsize = config.popsize

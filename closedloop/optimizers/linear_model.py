@@ -56,19 +56,10 @@ def single_threaded(method):
     return wrapper
 
 
-def supports(space) -> bool:
-    """Whether the space can encode stimuli, which this optimizer needs to propose them."""
-    try:
-        space.encode(space.render(space.sample(np.random.default_rng(0), 1)))
-    except NotImplementedError:
-        return False
-    return True
-
-
-def default_section(space) -> dict:
+def default_section(space_class) -> dict:
     """The optimizer section `evolve` uses when a protocol gives none: this model-based search
-    where the space can encode stimuli, else CMA-ES."""
-    return {"kind": "linear_model"} if supports(space) else {"kind": "cmaes"}
+    where the space (a space kind's class) can encode stimuli, else CMA-ES."""
+    return {"kind": "linear_model"} if space_class.can_encode else {"kind": "cmaes"}
 
 
 class Posterior:
@@ -140,7 +131,7 @@ class LinearModel(Optimizer):
             raise ValueError(f"angle_min ({config.angle_min}) exceeds angle_max ({config.angle_max})")
         if config.exploit >= config.popsize:
             raise ValueError(f"exploit ({config.exploit}) must be fewer than popsize ({config.popsize})")
-        if not supports(space):
+        if not space.can_encode:
             raise ValueError(f"optimizer linear_model needs a space that can encode stimuli; "
                              f"space kind {space.kind!r} cannot")
         self.popsize = config.popsize

@@ -148,8 +148,20 @@ class Run:
         return pd.DataFrame({name: self._read(f"generations/{name}")[:n] for name in columns})
 
     @property
+    def created(self) -> str:
+        return str(self.file.attrs.get("created", ""))
+
+    @property
     def z(self) -> np.ndarray:
         return self._read("stimuli/z")
+
+    @property
+    def stimulus_generation(self) -> np.ndarray:
+        """The generation each logged stimulus was made for (-1: reference stimuli, made before)."""
+        return self._read("stimuli/generation")
+
+    def stimuli_of_generation(self, generation: int) -> np.ndarray:
+        return np.nonzero(self.stimulus_generation == generation)[0]
 
     @property
     def recommended(self) -> np.ndarray:
@@ -171,19 +183,57 @@ class Run:
         count = int(self.file["trials/spike_count"][trial])
         return self.file["spikes/times"][start:start + count]
 
+    def ground_truth(self) -> dict[str, np.ndarray]:
+        """What the neuron knew about itself (receptive_field, optimal_stimulus, optimum_response...)."""
+        group = self.file.get("neuron")
+        return {} if group is None else {name: self._read(f"neuron/{name}") for name in group}
+
     @property
     def receptive_field(self) -> np.ndarray | None:
-        group = self.file.get("neuron")
-        return None if group is None or "receptive_field" not in group else group["receptive_field"][()]
+        return self.ground_truth().get("receptive_field")
+
+    @property
+    def state_columns(self) -> list[str]:
+        """The neuron's per-trial state variables (columns of `trials`)."""
+        return list(self.file["trials"].get("state", {}))
 
     def state(self, name: str) -> np.ndarray:
         return self._read(f"state/{name}")
 
     def stimulus_means(self, phase: str = "search") -> pd.DataFrame:
-        """Mean, spread and count of the responses to each stimulus."""
+        """Mean, spread, count and standard error of the responses to each stimulus."""
         trials = self.trials[self.trials["phase"] == phase]
-        grouped = trials.groupby("stimulus")["response"]
-        return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.size()})
+        return means_by_stimulus(trials["stimulus"].to_numpy(), trials["response"].to_numpy())
+
+    def best_per_generation(self) -> list[int]:
+        """The stimulus with the highest mean search response in each generation."""
+        means = self.stimulus_means()
+        means["generation"] = self.stimulus_generation[means.index.to_numpy()]
+        return [int(group["mean"].idxmax()) for _, group in means.groupby("generation")]
+
+    def optimum(self) -> dict | None:
+        """The run's best stimulus and response: the best re-tested mean when the run re-tested its
+        top stimuli (a mean over many repeats, not a lucky maximum), else the best search score."""
+        retest = self.stimulus_means("retest")
+        if len(retest):
+            top = retest["mean"].idxmax()
+            return {"response": float(retest.loc[top, "mean"]), "stimulus": int(top), "retested": True,
+                    "sem": float(retest.loc[top, "sem"]), "repeats": int(retest.loc[top, "n"]),
+                    "candidates": int(len(retest))}
+        generations = self.generations
+        if generations.empty or not np.isfinite(generations["best"].iloc[-1]):
+            return None
+        last = generations.iloc[-1]
+        return {"response": float(last["best"]), "stimulus": int(last["best_stimulus"]), "retested": False}
+
+
+def means_by_stimulus(stimulus: np.ndarray, response: np.ndarray) -> pd.DataFrame:
+    """Mean, standard deviation, count and standard error of the mean of the responses to each
+    stimulus, indexed by stimulus."""
+    grouped = pd.Series(response, index=pd.Index(stimulus, name="stimulus")).groupby(level=0)
+    table = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.size()})
+    table["sem"] = table["std"] / np.sqrt(table["n"])
+    return table
 
 
 def open_run(path) -> Run:

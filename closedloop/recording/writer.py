@@ -171,10 +171,11 @@ class RunWriter:
         self._start()
         return self
 
-    def copy_complete_generations(self, source: h5py.File, generations: int) -> None:
-        """Copy the first `generations` generations of another log (read in SWMR mode, so a
-        crashed one works too) into this fresh one: whatever was in flight is left behind."""
-        f = self.file
+    def copy_complete_generations(self, run, generations: int) -> None:
+        """Copy the first `generations` generations of another log (a reader's Run, opened in
+        SWMR mode, so a crashed one works too) into this fresh one: whatever was in flight is
+        left behind."""
+        f, source = self.file, run.file
         trial_rows = int(np.sum(source["trials/generation"][()] < generations))
         stimulus_rows = int(np.sum(source["stimuli/generation"][()] < generations))
         ends = source["trials/spike_start"][:trial_rows] + source["trials/spike_count"][:trial_rows]
@@ -188,6 +189,18 @@ class RunWriter:
 
         source.visititems(copy)
         f.flush()
+
+    def stimulus_means(self, phase: str = "search"):
+        """Mean response to each stimulus so far (as the reader's Run.stimulus_means)."""
+        from closedloop.recording.reader import means_by_stimulus
+
+        f = self.file
+        chosen = f["trials/phase"][()] == PHASES[phase]
+        return means_by_stimulus(f["trials/stimulus"][()][chosen], f["trials/response"][()][chosen])
+
+    def latents(self, index) -> np.ndarray:
+        """Logged latent vectors of these stimuli (increasing indices)."""
+        return self.file["stimuli/z"][np.asarray(index)].astype(np.float64)
 
     def add_stimuli(self, z: np.ndarray, generation: int, rendered: np.ndarray | None = None) -> np.ndarray:
         """Log latent vectors (and their renderings); returns their stimulus indices."""

@@ -97,6 +97,8 @@ class AudioSpace(StimulusSpace):
 class DifferentiableAudioSpace(AudioSpace):
     """A space whose rendering is written in torch, so white-box optimizers can ascend through it."""
 
+    differentiable = True
+
     def synthesize_torch(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -124,6 +126,7 @@ class WaveformSpace(DifferentiableAudioSpace):
     1/resolution seconds, which is what keeps the search affordable.
     """
 
+    can_encode = True
     Config = WaveformSettings
 
     def __init__(self, config, seed):

@@ -36,6 +36,7 @@ class ColorSettings(Settings):
 
 class ColorImageSpace(StimulusSpace):
     modality = "image"
+    differentiable = True
     scale_invariant = True  # linear_torch is linear in z, then the contrast is fixed
     Config = ColorSettings
 
@@ -79,6 +80,8 @@ class ColorImageSpace(StimulusSpace):
 class ColorPixelSpace(ColorImageSpace):
     """One latent number per pixel and channel: its prior renders as white static."""
 
+    can_encode = True
+
     def __init__(self, config, seed):
         super().__init__(config, seed)
         self.dim = int(np.prod(self.stimulus_shape))
@@ -100,6 +103,7 @@ class ColorFourierSpace(ColorImageSpace):
     """Per channel: the 1/f^alpha gratings of the gray `fourier` space, plus (in colour) the
     channel's mean, so that an image can be tinted. Latent layout: (channel, coefficient)."""
 
+    can_encode = True
     Config = ColorFourierSettings
 
     def __init__(self, config, seed):

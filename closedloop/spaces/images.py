@@ -42,6 +42,7 @@ class ImageSpace(StimulusSpace):
 class PixelSpace(ImageSpace):
     """One latent number per pixel."""
 
+    can_encode = True
     Config = ImageSettings
 
     def __init__(self, config, seed):
@@ -90,6 +91,7 @@ class FourierSpace(ImageSpace):
     `max_frequency` shrinks the dimension, which is what makes noisy search affordable.
     """
 
+    can_encode = True
     Config = FourierSettings
 
     def __init__(self, config, seed):

@@ -53,10 +53,10 @@ def _fraction_of_optimum(run, protocol, of_best, best_clean: float, best_image) 
     `optimum_response`, or over its clean response to its own receptive field shown at the
     contrast of the best stimulus (the optimum of a linear-nonlinear cell under fixed contrast).
     Otherwise the 'drive' state column, which the Brian2 cell scales to 1.0 at that optimum."""
-    known = run.file.get("neuron")
+    known = run.ground_truth()
     if math.isfinite(best_clean):
-        if known is not None and "optimum_response" in known:
-            optimum = float(np.asarray(known["optimum_response"][()]).ravel()[0])
+        if "optimum_response" in known:
+            optimum = float(np.asarray(known["optimum_response"]).ravel()[0])
             return best_clean / optimum if optimum else math.nan
         if best_image is not None:
             rf = run.receptive_field

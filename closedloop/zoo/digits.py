@@ -123,22 +123,22 @@ def trained_net() -> DigitsNet:
         return net
 
 
-def build() -> ZooModel:
-    net = trained_net()
-    _, _, x_test, y_test = dataset()
-    test_accuracy = accuracy(net, x_test, y_test)
+def network() -> nn.Module:
+    return trained_net()
+
+
+def card() -> ZooModel:
     units = {f"class{k}": UnitSpec("", k, None, f"logit of digit {k}", ("digit", k)) for k in range(10)}
     for layer, channels in (("conv1", 16), ("conv2", 32)):
         units.update(channel_units(layer, channels, "pre-ReLU, mean over the 8x8 map"))
     return ZooModel(
         name="digits",
-        module=net,
         input_shape=(1, 8, 8),
         value_range=(0.0, 1.0),
         modality="image",
         sample_rate=None,
         default_unit="class3",
-        description=(f"small CNN trained here on scikit-learn's 8x8 digits ({len(y_test)} held-out "
-                     f"test digits: accuracy {test_accuracy:.3f}); outputs 10 class logits"),
+        description=("small CNN trained here on scikit-learn's 8x8 digits (held-out accuracy 0.991 on 450 "
+                     "test digits, benchmarks/zoo_units.py); outputs 10 class logits"),
         units=units,
     )
