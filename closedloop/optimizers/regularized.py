@@ -65,6 +65,9 @@ class Regularized(Optimizer):
         self.random = self.rng(1)
         self.generation = 0
 
+    def plan(self, stimuli):
+        self.search.plan(stimuli)
+
     def ask(self):
         return self.regularize(np.asarray(self.search.ask(), dtype=np.float64))
 
