@@ -37,12 +37,18 @@ SETTINGS = [
     *[("face", f"natural_pca, {k} components", str(k),
        {"kind": "natural_pca", "size": 48, "channels": 3, "resolution": 16, "components": k},
        {"kind": "cmaes", "sigma0": 1}) for k in (256, 128, 64, 32, 16)],
+    ("face", "natural_pca, 64, decay 0.05, blur 1 px", "64 + reg",
+     {"kind": "natural_pca", "size": 48, "channels": 3, "resolution": 16, "components": 64},
+     {"kind": "regularized", "search": {"kind": "cmaes", "sigma0": 1}, "decay": 0.05, "blur_sigma": 1.0}),
     ("digit", "pixels (digit-cell.yaml)", "none",
      {"kind": "color_pixels", "size": 8, "channels": 1, "contrast": 0.3},
      {"kind": "cmaes", "popsize": 16, "sigma0": 10}),
     *[("digit", f"natural_pca, {k} components", str(k),
        {"kind": "natural_pca", "size": 8, "channels": 1, "resolution": 8, "components": k},
        {"kind": "cmaes", "sigma0": 1}) for k in (64, 32, 16, 8, 4)],
+    ("digit", "natural_pca, 16, decay 0.1", "16 + reg",
+     {"kind": "natural_pca", "size": 8, "channels": 1, "resolution": 8, "components": 16},
+     {"kind": "regularized", "search": {"kind": "cmaes", "sigma0": 1}, "decay": 0.1}),
 ]
 GOAL = {"face": "p(face) >= 0.99 and both face judges accept", "digit": "the digit judge calls it a 3"}
 
