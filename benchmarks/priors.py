@@ -117,8 +117,10 @@ def figure(results, seeds, path):
 
     units = [u for u in ("face", "digit") if any(SETTINGS[r["index"]][0] == u for r in results)]
     rows = [[i for i, s in enumerate(SETTINGS) if s[0] == u] for u in units]
-    fig = plt.figure(figsize=(1.1 * len(seeds) + 3.6, 1.15 * sum(map(len, rows)) + 0.8 * len(units)))
-    outer = fig.add_gridspec(len(units), 1, height_ratios=[len(r) for r in rows], hspace=0.25)
+    height = 1.15 * sum(map(len, rows)) + 1.0 * len(units)
+    fig = plt.figure(figsize=(1.1 * len(seeds) + 3.6, height))
+    outer = fig.add_gridspec(len(units), 1, height_ratios=[len(r) for r in rows], hspace=0.6 / len(units),
+                             top=1 - 0.55 / height, bottom=0.01)
     for u, (unit, settings) in enumerate(zip(units, rows)):
         grid = outer[u].subgridspec(len(settings), len(seeds) + 2, width_ratios=[1] * len(seeds) + [0.2, 2.6],
                                     wspace=0.05, hspace=0.35)
@@ -143,7 +145,7 @@ def figure(results, seeds, path):
                    ", ".join(f"{k}: {n}" for k, n in accepted.items())
             ax.text(0, 0.5, text, fontsize=7, va="center")
             ax.axis("off")
-        fig.text(0.01, outer[u].get_position(fig).y1 + 0.005,
+        fig.text(0.01, outer[u].get_position(fig).y1 + 0.3 / height,
                  f"{unit} unit: best image per seed (score above; green frame: goal met — {GOAL[unit]})", fontsize=8)
     save(fig, path)
 
