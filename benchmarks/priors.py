@@ -56,7 +56,6 @@ GOAL = {"face": "p(face) >= 0.99 and both face judges accept", "digit": "the dig
 
 def run_one(job) -> dict:
     from closedloop import protocol as protocol_module
-    from closedloop.analysis.evolve import rendered
     from closedloop.judges import judges_for
     from closedloop.recording import open_run
 
@@ -71,7 +70,7 @@ def run_one(job) -> dict:
     with open_run(path) as run:
         means = run.stimulus_means()["mean"].sort_values(ascending=False, kind="stable")
         best = int(means.index[0])
-        image = rendered(run, [best])[0]
+        image = run.rendered([best])[0]
         category, expected = run.claim
         verdicts = {judge.kind: judge.judge(image[None], expected)[0] for judge in judges_for(category)}
         presentations = int(run.generations["presentations"].iloc[-1])

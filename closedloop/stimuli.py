@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 NOISE_KINDS = ("white", "pink", "tv")
+# static named by its colour -> (noise kind, alpha) for `noise`: an image's amplitude spectrum 1/f^alpha
+STATIC_COLOURS = {"white": ("white", None), "pink": ("pink", 1.0), "brown": ("pink", 2.0)}
 
 
 def image_size(shape) -> tuple[int, int, int]:
@@ -36,7 +38,7 @@ def grating(shape, orientation: float, spatial_frequency: float, phase: float,
     """A sinusoidal grating of unit RMS (full field); angles in degrees, frequency in cycles/pixel.
 
     Orientation is that of the wave vector and phase is relative to the image centre, as in
-    closedloop.neurons.receptive_fields.gabor, so a grating matched to a Gabor shares its numbers."""
+    closedloop.neurons.front_ends.base.gabor, so a grating matched to a Gabor shares its numbers."""
     channels, height, width = image_size(shape)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     cy, cx = (height - 1) / 2, (width - 1) / 2

@@ -23,6 +23,8 @@ OVERRIDES = {
     "fooling": {"count": 20},
     "repeatability": {"items": 4, "blocks": 3},
     "sweep": {"grid": {"repeats": [1, 2]}, "seeds": 1, "base.budget": 40},
+    "rearing": {"conditions": {"standard": {}, "white-static": {"static": "white"}}, "static.kinds": ["white"],
+                "static.count": 20, "evolve.budget": 48, "evolve.seeds": 1},
 }
 # what differs between two runs of the same protocol and seed by design
 VOLATILE_ATTRIBUTES = {"created", "package_version"}
@@ -49,10 +51,7 @@ def run_short(path: Path, out: Path) -> Path:
 
     protocol = protocol_module.load(path, short_overrides(path))
     experiment = protocol.experiment_cls(protocol)
-    if experiment.writes_directory:
-        experiment.run(out, progress=False, workers=1)
-    else:
-        experiment.run(out, progress=False)
+    experiment.run(out, progress=False)
     return out
 
 
@@ -132,7 +131,8 @@ if __name__ == "__main__":
     FIXTURES.mkdir(parents=True, exist_ok=True)
     chosen = [p for p in protocols() if not sys.argv[1:] or p.stem in sys.argv[1:]]
     for path in chosen:
-        out = FIXTURES / (path.stem if "kind: sweep" in path.read_text() else f"{path.stem}.h5")
+        writes_directory = any(f"kind: {kind}" in path.read_text() for kind in ("sweep", "rearing"))
+        out = FIXTURES / (path.stem if writes_directory else f"{path.stem}.h5")
         if out.is_dir():
             shutil.rmtree(out)
         out.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ def analyze(path, out_dir=None) -> dict:
     out_dir = Path(out_dir) if out_dir else path.with_suffix("")
     with open_run(path) as run:
         module = analysis_module(run)
+        run.trials, run.generations  # a damaged table is refused before anything is written
         out_dir.mkdir(parents=True, exist_ok=True)
         numbers = module.analyze(run, out_dir)
         numbers["report"] = write_report(run, numbers, path.with_suffix(".html"))

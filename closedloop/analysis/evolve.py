@@ -4,22 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop import protocol as protocol_module
-from closedloop.errors import ClosedLoopError
 from closedloop.analysis.plots import correlation, plt, save, show_image
-
-
-def rendered(run, indices) -> np.ndarray | None:
-    """The logged renderings of these stimuli, or (when the run did not keep them, as for large
-    colour images) their latent vectors rendered again by the space the run used."""
-    images = run.rendered(indices)
-    if images is not None:
-        return images
-    try:
-        space = protocol_module.parse(run.protocol, str(run.path)).build("space")
-        return space.render(run.z[np.asarray(indices)])
-    except (ClosedLoopError, KeyError, ValueError, NotImplementedError):
-        return None
 
 
 def analyze(run, out_dir) -> dict:
@@ -38,9 +23,9 @@ def analyze(run, out_dir) -> dict:
     }
     rf = run.receptive_field
     per_generation = run.best_per_generation()
-    images = rendered(run, per_generation) if run.modality == "image" else None
+    images = run.rendered(per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
-        numbers["rf_correlation"] = correlation(rendered(run, [best_index])[0], rf)
+        numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
     numbers["figure"] = str(out_dir / "evolve.png")
     audio_lines = []
@@ -85,28 +70,34 @@ def _judge_best(run, top: int = 8) -> tuple[dict, list[str]]:
         return {}, []
     means = run.stimulus_means()["mean"].sort_values(ascending=False, kind="stable")
     best = means.index[:top].to_numpy()  # the best first
-    return judge_stimuli(run, rendered(run, best), f"best stimuli (top {len(best)} by mean response)",
+    return judge_stimuli(run, run.rendered(best), f"best stimuli (top {len(best)} by mean response)",
                          best_first=True)
 
 
 def _figure(run, generations, rf, images, per_generation, path):
-    shown = min(8, len(per_generation))
+    """The best stimulus of chosen generations above the search's progress (for images; the
+    sounds have their own spectrograms)."""
+    shown = min(8, len(per_generation)) if images is not None else 0
     picks = np.unique(np.linspace(0, len(per_generation) - 1, shown).round().astype(int)) if shown else []
-    columns = max(len(picks) + (rf is not None), 3)
-    fig = plt.figure(figsize=(1.4 * columns, 4.2))
-    grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+    pictures = len(picks) + (rf is not None)
+    columns = max(pictures, 3)
+    if pictures:
+        fig = plt.figure(figsize=(1.4 * columns, 4.2))
+        grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+        ax = fig.add_subplot(grid[1, :])
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3))
     col = 0
     if rf is not None:
         show_image(fig.add_subplot(grid[0, 0]), rf, "true receptive field")
         col = 1
-    if images is not None:
-        for k, g in enumerate(picks):
-            show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
-    ax = fig.add_subplot(grid[1, :])
+    for k, g in enumerate(picks):
+        show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
     ax.plot(generations["generation"], generations["best"], label="best so far")
     ax.plot(generations["generation"], generations["max"], ".", alpha=0.5, label="best of generation")
     ax.plot(generations["generation"], generations["mean"], label="generation mean")
     ax.set_xlabel("generation")
-    ax.set_ylabel(f"response ({run.response_unit} per presentation)")
+    ax.set_ylabel(f"{run.response_unit} per presentation")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
     save(fig, path)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import Field, model_validator
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from closedloop.component import Settings
-from closedloop.errors import ClosedLoopError, ProtocolError
+from closedloop.component import ProtocolPath, Settings
+from closedloop.errors import ClosedLoopError, ProtocolError, write_error
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
 from closedloop.recording.writer import RunWriter
@@ -25,30 +25,31 @@ from closedloop.registry import register
 
 class SeedStimuli(Settings):
     images: list[str] = Field(default_factory=list, description="scikit-image pictures, e.g. camera, astronaut")
-    run: str | None = Field(None, description="an earlier run log: its best stimuli seed this one")
-    count: int = Field(4, ge=1, description="how many stimuli to take from `run`")
+    run: ProtocolPath | None = Field(None, description="an earlier run log (beside the protocol): its best stimuli "
+                                     "seed this one")
+    count: int = Field(4, ge=1, le=10_000, description="how many stimuli to take from `run`")
 
 
 class Reference(Settings):
-    count: int = Field(2, ge=1, description="fixed stimuli re-shown every generation")
-    repeats: int | None = Field(None, ge=1, description="default: the search's repeats, so that search "
+    count: int = Field(2, ge=1, le=1000, description="fixed stimuli re-shown every generation")
+    repeats: int | None = Field(None, ge=1, le=10_000, description="default: the search's repeats, so that search "
                                 "and reference stimuli are one presentation batch")
 
 
 class Retest(Settings):
-    top: int = Field(5, ge=1, description="re-test this many of the best stimuli at the end")
-    repeats: int = Field(10, ge=1)
+    top: int = Field(5, ge=1, le=10_000, description="re-test this many of the best stimuli at the end")
+    repeats: int = Field(10, ge=1, le=10_000, description="presentations of each re-tested stimulus")
 
 
 class EvolveSettings(ExperimentSettings):
-    generations: int | None = Field(30, ge=1, description="stop after this many generations")
-    budget: int | None = Field(None, ge=1, description="stop before the search exceeds this many presentations "
+    generations: int | None = Field(30, ge=1, le=1_000_000, description="stop after this many generations")
+    budget: int | None = Field(None, ge=1, le=10**9, description="stop before the search exceeds this many presentations "
                                "(reference and re-test presentations come on top)")
-    repeats: int = Field(1, ge=1, description="presentations of each stimulus per generation")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus per generation")
     aggregate: str = Field("mean", pattern="^(mean|median)$", description="how repeats become one score")
-    seed_stimuli: SeedStimuli | None = None
-    reference: Reference | None = None
-    retest: Retest | None = None
+    seed_stimuli: SeedStimuli | None = Field(None, description="stimuli injected into the first generation")
+    reference: Reference | None = Field(None, description="fixed stimuli re-shown every generation to track drift")
+    retest: Retest | None = Field(None, description="a final re-test of the best stimuli, so the best is a mean")
 
     @model_validator(mode="after")
     def _some_stop_rule(self):
@@ -162,11 +163,14 @@ class Evolve(Experiment):
                         break
                 if cfg.retest and not self.stop_requested:
                     self._retest(writer, total)
-            status = "interrupted" if self.stop_requested else "complete"
+            status = self.final_status()
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             bar.close()
             writer.close(status)
-        return {"status": status, "log": str(writer.path), "presentations": presentations}
+        return self.summary(status, writer.path, presentations=presentations)
 
     def _present(self, stimuli):
         """Search and reference stimuli in one presentation batch (one simulation)."""
@@ -204,7 +208,7 @@ class Evolve(Experiment):
             trials = run.trials
             logged_z = run.z
             stimulus_generation = run.stimulus_generation
-            saved = {name: run.state(name) for name in shapes} if done else {}
+            saved = run.saved_state if done else {}
             created = run.created
             last = run.generations.iloc[-1] if done else None
             search = trials[trials["phase"] == "search"]
@@ -223,9 +227,18 @@ class Evolve(Experiment):
                                        for name, value in self.neuron.get_state().items()})
             temporary = path.with_name(path.name + ".resume")
             writer = self.open_log(temporary, shapes, created=created)
-            writer.copy_complete_generations(run, done)
-        writer.close("running")
-        os.replace(temporary, path)
+            try:
+                writer.copy_complete_generations(run, done)
+                writer.close("running")
+            except BaseException:
+                writer.close("failed")
+                temporary.unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise write_error(path, exc, "cannot replace the run log") from None
         writer = RunWriter.reopen(path)
         self.reference_index = np.nonzero(stimulus_generation == -1)[0]
         if self.references is not None and len(self.reference_index) == 0:  # stopped before logging them

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from closedloop.component import Hertz
 from closedloop.errors import ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.registry import register
@@ -21,16 +22,16 @@ from closedloop.stimuli import (grating, noise, to_neuron_range, tone,
 
 
 class RepeatabilitySettings(FixedSetSettings):
-    blocks: int = Field(30, ge=2, description="times the whole set is shown")
-    repeats: int = Field(1, ge=1, description="presentations of each item within a block")
-    items: int = Field(8, ge=3, description="stimuli in the set")
+    blocks: int = Field(30, ge=2, le=100_000, description="times the whole set is shown")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each item within a block")
+    items: int = Field(8, ge=3, le=10_000, description="stimuli in the set")
     family: str = Field("auto", pattern="^(auto|grating|noise|tone)$",
                         description="gratings at evenly spaced orientations, noise images or tones; auto: "
                                     "gratings for image neurons, tones for audio ones")
-    contrast: float = Field(0.25, gt=0, description="images: RMS contrast")
-    spatial_frequency: float = Field(0.15, gt=0, description="gratings: cycles per pixel")
-    frequency_range: tuple[float, float] = Field((250.0, 4000.0), description="tones: log-spaced over this range, Hz")
-    level: float = Field(-20.0, description="tones: dB re full scale")
+    contrast: float = Field(0.25, gt=0, le=10, description="images: RMS contrast")
+    spatial_frequency: float = Field(0.15, gt=0, le=0.5, description="gratings: cycles per pixel")
+    frequency_range: tuple[Hertz, Hertz] = Field((250.0, 4000.0), description="tones: log-spaced over this range, Hz")
+    level: float = Field(-20.0, ge=-120, le=0, description="tones: dB re full scale")
     compare_reset_state: bool = Field(False, description="run the session again with the neuron's reset_state flipped")
 
     @model_validator(mode="after")
@@ -62,7 +63,8 @@ class Repeatability(FixedSetExperiment):
             flipped = section.config.model_copy(update={"reset_state": not section.config.reset_state})
             self.neurons.append(section.cls(flipped, protocol.role_seed("neuron")))
         parameter_name = {"grating": "orientation", "tone": "frequency", "noise": "draw"}[self.family]
-        self.use_space(("item", "reset_state", "parameter"), family=self.family, parameter=parameter_name,
+        units = ["1", "1", {"grating": "deg", "tone": "Hz", "noise": "1"}[self.family]]
+        self.use_space(("item", "reset_state", "parameter"), family=self.family, parameter=parameter_name, units=units,
                        contrast=cfg.contrast, spatial_frequency=cfg.spatial_frequency, level=cfg.level)
 
     def _items(self, cfg):

@@ -16,11 +16,11 @@ from closedloop.stimuli import noise, to_neuron_range
 
 
 class ReverseCorrelationSettings(FixedSetSettings):
-    presentations: int = Field(6000, ge=10, description="noise stimuli, each new")
-    repeats: int = Field(1, ge=1, description="presentations of each noise stimulus")
+    presentations: int = Field(6000, ge=10, le=10_000_000, description="noise stimuli, each new")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each noise stimulus")
     noise: str = Field("white", pattern="^(white|pink|tv)$", description="white, pink (1/f) or tv (binary static)")
-    alpha: float | None = Field(None, ge=0, description="pink: amplitude spectrum 1/f^alpha (default 1 image, 0.5 sound)")
-    contrast: float = Field(1.0, gt=0, description="RMS of the noise (of the neuron's range, when it has one)")
+    alpha: float | None = Field(None, ge=0, le=4, description="pink: amplitude spectrum 1/f^alpha (default 1 image, 0.5 sound)")
+    contrast: float = Field(1.0, gt=0, le=10, description="RMS of the noise (of the neuron's range, when it has one)")
 
 
 @register("experiment", "reverse_correlation")
@@ -33,7 +33,8 @@ class ReverseCorrelation(FixedSetExperiment):
         if self.settings.record_rendered is False:
             raise ProtocolError(f"{protocol.source}: record_rendered: reverse correlation needs the stimuli logged")
         cfg = self.settings
-        self.use_space(("draw",), family="noise", noise=cfg.noise, alpha=cfg.alpha, contrast=cfg.contrast)
+        self.check_size(min(max(1, cfg.batch // cfg.repeats), cfg.presentations), "batch")
+        self.use_space(("draw",), family="noise", units=["1"], noise=cfg.noise, alpha=cfg.alpha, contrast=cfg.contrast)
 
     def planned_presentations(self) -> int:
         return self.settings.presentations * self.settings.repeats

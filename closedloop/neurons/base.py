@@ -40,7 +40,7 @@ class Neuron(Component):
     Subclasses set `stimulus_shape`, may set `value_range` (the input range they accept),
     `modality` and `sample_rate`, `receptive_field` (ground truth, when known) and
     `state_columns` (the names of the per-trial state variables their Trials carry, fixed before
-    the run starts so the log can hold them), and declare `has_gradient`.
+    the run starts so the log can hold them) with their `state_units`, and declare `has_gradient`.
     """
 
     stimulus_shape: tuple[int, ...] = ()
@@ -49,6 +49,7 @@ class Neuron(Component):
     sample_rate: int | None = None  # Hz, for audio
     has_gradient: ClassVar[bool] = False  # gradient() is implemented (white-box access)
     state_columns: ClassVar[tuple[str, ...]] = ()
+    state_units: ClassVar[dict[str, str]] = {}  # unit of each state column ("1": dimensionless), for the log
     receptive_field: np.ndarray | None = None
     response_unit: str = "spikes"
     # what the unit is said to detect, for independent judges (closedloop/judges): ("face", None),

@@ -36,13 +36,13 @@ from closedloop.registry import register
 
 
 class LinearModelSettings(Settings):
-    popsize: int = Field(20, ge=2, description="stimuli per generation")
-    exploit: int = Field(1, ge=0, description="presentations of the current estimate per generation")
-    angle_scale: float = Field(5.0, gt=0, description="exploration angle / posterior angular uncertainty")
+    popsize: int = Field(20, ge=2, le=100_000, description="stimuli per generation")
+    exploit: int = Field(1, ge=0, le=10_000, description="presentations of the current estimate per generation")
+    angle_scale: float = Field(5.0, gt=0, le=1000, description="exploration angle / posterior angular uncertainty")
     angle_min: float = Field(10.0, gt=0, lt=90, description="smallest exploration angle, degrees")
     angle_max: float = Field(75.0, gt=0, le=90, description="largest exploration angle, degrees")
-    memory: float | None = Field(1000.0, gt=0, description="half-life of old trials, presentations; null keeps all")
-    prior_samples: int = Field(4000, ge=100, description="draws of the space's prior used to shape the filter prior")
+    memory: float | None = Field(1000.0, gt=0, le=1e9, description="half-life of old trials, presentations; null keeps all")
+    prior_samples: int = Field(4000, ge=100, le=1_000_000, description="draws of the space's prior used to shape the filter prior")
 
 
 def single_threaded(method):

@@ -19,8 +19,8 @@ from closedloop.registry import register
 
 class NevergradSettings(Settings):
     name: str = Field("NGOpt", description="a nevergrad optimizer: a key of nevergrad.optimizers.registry")
-    popsize: int = Field(20, ge=1, description="stimuli per generation (nevergrad's num_workers)")
-    budget: int | None = Field(None, ge=1, description="stimuli nevergrad may plan for; default: what the "
+    popsize: int = Field(20, ge=1, le=10_000, description="stimuli per generation (nevergrad's num_workers)")
+    budget: int | None = Field(None, ge=1, le=1_000_000_000, description="stimuli nevergrad may plan for; default: what the "
                                "experiment will ask for (evolve tells it)")
 
 

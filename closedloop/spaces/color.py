@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import Settings
+from closedloop.component import Level, Settings
 from closedloop.registry import register
 from closedloop.spaces.base import StimulusSpace
 from closedloop.spaces.images import fourier_basis
@@ -23,8 +23,8 @@ from closedloop.spaces.images import fourier_basis
 class ColorSettings(Settings):
     size: int = Field(48, ge=2, le=512, description="image side in pixels")
     channels: Literal[1, 3] = Field(3, description="1 (gray) or 3 (RGB), as the unit takes them")
-    value_range: tuple[float, float] = Field((0.0, 1.0), description="the unit's input range; mid-gray is its middle")
-    contrast: float = Field(0.25, gt=0, description="RMS deviation from mid-gray, as a fraction of the range's width")
+    value_range: tuple[Level, Level] = Field((0.0, 1.0), description="the unit's input range; mid-gray is its middle")
+    contrast: float = Field(0.25, gt=0, le=10, description="RMS deviation from mid-gray, as a fraction of the range's width")
     squash: Literal["clip", "tanh"] = Field("tanh", description="how deviations are mapped into the range")
 
     @model_validator(mode="after")
@@ -94,7 +94,7 @@ class ColorPixelSpace(ColorImageSpace):
 
 
 class ColorFourierSettings(ColorSettings):
-    alpha: float = Field(1.0, ge=0, description="amplitude scale 1/f^alpha; 0 gives white noise")
+    alpha: float = Field(1.0, ge=0, le=4, description="amplitude scale 1/f^alpha; 0 gives white noise")
     max_frequency: float = Field(0.25, gt=0, le=0.75, description="highest kept frequency, cycles/pixel")
 
 

@@ -17,7 +17,7 @@ from closedloop.spaces.base import StimulusSpace
 
 class ImageSettings(Settings):
     size: int = Field(16, ge=2, le=512, description="image side in pixels")
-    contrast: float = Field(0.25, gt=0, description="RMS contrast of every rendered image")
+    contrast: float = Field(0.25, gt=0, le=10, description="RMS contrast of every rendered image")
 
 
 def fix_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
@@ -58,7 +58,7 @@ class PixelSpace(ImageSpace):
 
 
 class FourierSettings(ImageSettings):
-    alpha: float = Field(1.0, ge=0, description="amplitude scale 1/f^alpha; 0 gives white noise")
+    alpha: float = Field(1.0, ge=0, le=4, description="amplitude scale 1/f^alpha; 0 gives white noise")
     max_frequency: float = Field(0.5, gt=0, le=0.75, description="highest kept frequency, cycles/pixel")
 
 
