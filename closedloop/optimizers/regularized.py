@@ -30,9 +30,9 @@ class RegularizedSettings(Settings):
     search: dict[str, Any] = Field(default_factory=lambda: {"kind": "cmaes"},
                                    description="the optimizer that searches, e.g. {kind: cmaes, sigma0: 1}")
     decay: float = Field(0.0, ge=0, lt=1, description="latent <- (1 - decay) latent every generation")
-    blur_sigma: float = Field(0.0, ge=0, description="Gaussian blur of each proposal, pixels (0: none)")
-    blur_every: int = Field(1, ge=1, description="blur every this many generations")
-    jitter: int = Field(0, ge=0, description="largest random shift of each proposal, pixels (0: none)")
+    blur_sigma: float = Field(0.0, ge=0, le=100, description="Gaussian blur of each proposal, pixels (0: none)")
+    blur_every: int = Field(1, ge=1, le=1_000_000, description="blur every this many generations")
+    jitter: int = Field(0, ge=0, le=1000, description="largest random shift of each proposal, pixels (0: none)")
 
     @field_validator("search")
     @classmethod

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import Settings
+from closedloop.component import Level, Settings
 from closedloop.registry import register
 from closedloop.spaces.base import StimulusSpace
 
@@ -44,8 +44,8 @@ class NaturalPCASettings(Settings):
     size: int = Field(48, ge=2, le=512, description="image side in pixels, as the unit takes it")
     channels: Literal[1, 3] = Field(3, description="1 (grey) or 3 (RGB)")
     resolution: int = Field(16, ge=2, le=32, description="side of the learned patches; upsampled to size")
-    components: int = Field(64, ge=1, description="principal components kept: the fewer, the stronger the prior")
-    value_range: tuple[float, float] = Field((0.0, 1.0), description="the unit's input range")
+    components: int = Field(64, ge=1, le=3 * 32 * 32, description="principal components kept: the fewer, the stronger the prior")
+    value_range: tuple[Level, Level] = Field((0.0, 1.0), description="the unit's input range")
 
     @model_validator(mode="after")
     def _fits(self):
