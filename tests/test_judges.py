@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+import yaml
 
 from closedloop.judges import judges_for
 
@@ -60,3 +63,43 @@ def test_digit_judge_reads_grey_ground_and_names_the_wrong_digit():
     assert not any(v.accepted for v in verdicts) and [v.heard for v in verdicts] == ["7"] * 5
     inverted = 1.0 - threes  # dark ink on white: not how the digits were drawn
     assert [v.heard for v in judge.judge(inverted, 3)].count("3") <= 1
+
+
+def run_and_analyze(tmp_path, data, name="run"):
+    from closedloop import protocol as protocol_module
+    from closedloop.analysis import analyze
+
+    protocol = protocol_module.parse(yaml.safe_dump(data), f"{name}.yaml")
+    path = tmp_path / f"{name}.h5"
+    protocol.experiment_cls(protocol).run(path, progress=False)
+    return analyze(path)
+
+
+def test_evolve_analysis_prints_what_every_judge_says(tmp_path):
+    numbers = run_and_analyze(tmp_path, {
+        "kind": "evolve", "seed": 1, "generations": 2, "neuron": {"kind": "dnn", "model": "face"},
+        "space": {"kind": "natural_pca", "components": 16}, "optimizer": {"kind": "cmaes", "popsize": 6}})
+    text = "\n".join(numbers["lines"])
+    for kind in ("haar_face", "lbp_face"):
+        assert f"judge {kind} (shares nothing with the unit): " in text
+        judged = numbers["judges"][kind]
+        assert judged["of"] == 8 and judged["accepted"] == sum(judged["verdicts"])
+    both = numbers["judges"]["all"]
+    assert re.search(rf"every face judge accepts {both['accepted']} of 8 best stimuli .*\(the best: (accepted|refused)\)",
+                     text)
+
+
+def test_fooling_draws_grey_static_and_judges_what_fooled_the_unit(tmp_path):
+    from closedloop.recording import open_run
+
+    numbers = run_and_analyze(tmp_path, {
+        "kind": "fooling", "seed": 2, "neuron": {"kind": "dnn", "model": "face"}, "noise": ["white", "pink"],
+        "count": 40, "grey": True, "threshold": 0.01}, name="fooling")
+    with open_run(tmp_path / "fooling.h5") as run:
+        static = run.rendered()
+    assert np.array_equal(static[:, 0], static[:, 1]) and np.array_equal(static[:, 0], static[:, 2])
+    assert numbers["lines"][0].startswith("run: fooling (complete), grey static")
+    hits = sum(rate["hits"] for rate in numbers["rates"].values())
+    assert hits > 0  # a threshold this low is passed by some static ...
+    assert numbers["judges"]["haar_face"]["of"] == min(hits, 64)  # ... and the judges are asked about it
+    assert (tmp_path / "fooling" / "fooling.png").is_file()

@@ -69,8 +69,9 @@ def _judge_best(run, top: int = 8) -> tuple[dict, list[str]]:
     if run.claim is None:
         return {}, []
     means = run.stimulus_means()["mean"].sort_values(ascending=False, kind="stable")
-    best = np.sort(means.index[:top].to_numpy())
-    return judge_stimuli(run, run.rendered(best), f"best stimuli (top {len(best)} by mean response)")
+    best = means.index[:top].to_numpy()  # the best first
+    return judge_stimuli(run, run.rendered(best), f"best stimuli (top {len(best)} by mean response)",
+                         best_first=True)
 
 
 def _figure(run, generations, rf, images, per_generation, path):

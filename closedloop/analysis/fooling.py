@@ -38,7 +38,7 @@ def analyze(run, out_dir) -> dict:
     if space.get("reference_optimum") is not None:
         numbers["reference_optimum"] = float(space["reference_optimum"])
     unit = run.response_unit
-    lines = [f"run: fooling ({run.status}), threshold {threshold:.4g} {unit}"
+    lines = [f"run: fooling ({run.status}), {'grey ' if space.get('grey') else ''}static, threshold {threshold:.4g} {unit}"
              + (f" (of an evolved optimum {numbers['reference_optimum']:.4g})" if "reference_optimum" in numbers else "")]
     for source in space["sources"]:
         responses = table.loc[table["source"] == source, "response"].to_numpy()
@@ -78,17 +78,35 @@ def _figure(run, table, threshold, rates, confidence):
         responses = table.loc[table["source"] == source, "response"]
         ax.hist(responses, bins=bins, alpha=0.5, label=source, color=f"C{k}")
     ax.axvline(threshold, color="k", ls="--", lw=1, label="threshold")
+    ax.set_yscale("log")  # the few stimuli past the threshold stay visible beside thousands below it
     ax.set_xlabel(f"response ({run.response_unit})")
-    ax.set_ylabel("stimuli")
+    ax.set_ylabel("stimuli (log)")
     ax.legend(fontsize=7)
-    ax = fig.add_subplot(grid[-1, half:])
-    rate = np.array([rates[s]["rate"] for s in sources])
-    low = np.array([rates[s]["low"] for s in sources])
-    high = np.array([rates[s]["high"] for s in sources])
-    ax.bar(range(len(sources)), rate, color=[f"C{k}" for k in range(len(sources))], alpha=0.7)
-    ax.errorbar(np.arange(len(sources)), rate, yerr=np.vstack([rate - low, high - rate]), fmt="none", ecolor="k", capsize=3)
-    ax.set_xticks(range(len(sources)), sources)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel(f"fraction above threshold ({confidence:.0%} CI)", fontsize=8)
+    rate_axes(fig.add_subplot(grid[-1, half:]), rates, confidence)
     fig.tight_layout()
     return fig
+
+
+def rate_axes(ax, rates, confidence):
+    """Each source's fraction and its exact interval on a log axis, so that 4 hits in 10,000 show
+    as plainly as 0.5; a source with no hit shows its interval's upper end (an arrow: "below")."""
+    sources = list(rates)
+    highs = np.array([rates[s]["high"] for s in sources])
+    lows = np.array([rates[s]["low"] for s in sources])
+    floor = 10 ** np.floor(np.log10(max(min(highs.min(), np.min(lows[lows > 0], initial=1.0)) / 3, 1e-9)))
+    for k, source in enumerate(sources):
+        r = rates[source]
+        colour = f"C{k}"
+        ax.vlines(k, max(r["low"], floor), r["high"], color=colour, lw=6, alpha=0.35)
+        if r["hits"]:
+            ax.plot(k, r["rate"], "o", color=colour)
+            label = f"{r['hits']}/{r['n']}"
+        else:
+            ax.plot(k, r["high"], "v", color=colour)
+            label = f"0/{r['n']}"
+        ax.annotate(label, (k, r["high"]), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(floor, 1.5)
+    ax.set_xlim(-0.6, len(sources) - 0.4)
+    ax.set_xticks(range(len(sources)), sources)
+    ax.set_ylabel(f"fraction above threshold\n(log; {confidence:.0%} exact interval)", fontsize=8)

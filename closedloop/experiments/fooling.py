@@ -1,10 +1,11 @@
 """fooling: how often does a random image of static drive the neuron past a threshold?
 
 N random static stimuli of each kind (white, pink, binary "TV static"), each shown `repeats`
-times. The threshold is absolute, or a fraction of the optimum an evolve run reached (read from
-its log); with such a reference run, its last generation of evolved stimuli is shown too, for
-contrast. z = (source, draw): the source's position in the logged `sources` list and the draw
-number (for evolved stimuli, their index in the reference log).
+times; for a colour unit, each channel its own static or (`grey: true`) grey static. The
+threshold is absolute, or a fraction of the optimum an evolve run reached (read from its log);
+with such a reference run, its last generation of evolved stimuli is shown too, for contrast.
+z = (source, draw): the source's position in the logged `sources` list and the draw number (for
+evolved stimuli, their index in the reference log).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class FoolingSettings(FixedSetSettings):
                                                        description="white, pink and/or tv")
     alpha: float | None = Field(None, ge=0, le=4, description="pink: amplitude spectrum 1/f^alpha")
     contrast: float = Field(0.25, gt=0, le=10, description="RMS of the noise (of the neuron's range, when it has one)")
+    grey: bool = Field(False, description="colour units: grey static, the same in every channel (default: "
+                       "each channel its own)")
     repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus; its response is their mean")
     threshold: float | None = Field(None, ge=-1e6, le=1e6, description="absolute response threshold")
     threshold_fraction: float | None = Field(None, gt=0, le=100, description="threshold as a fraction of the reference optimum")
@@ -90,7 +93,15 @@ class Fooling(FixedSetExperiment):
                 self.threshold = cfg.threshold_fraction * self.optimum
         self.use_space(("source", "draw"), family="static", sources=self.sources, threshold=self.threshold,
                        reference_optimum=self.optimum, contrast=cfg.contrast, alpha=cfg.alpha,
-                       confidence=cfg.confidence)
+                       confidence=cfg.confidence, grey=cfg.grey)
+
+    def static(self, rng, kind: str) -> np.ndarray:
+        """`count` unit-RMS static images; grey static is drawn once and copied to every channel."""
+        cfg, shape = self.settings, tuple(self.neuron.stimulus_shape)
+        if cfg.grey and len(shape) == 3 and shape[0] > 1:
+            one = noise(rng, cfg.count, (1, *shape[1:]), kind, cfg.alpha)
+            return np.repeat(one, shape[0], axis=1)
+        return noise(rng, cfg.count, shape, kind, cfg.alpha)
 
     def planned_presentations(self) -> int:
         evolved = 0 if self.evolved is None else len(self.evolved[0])
@@ -105,8 +116,7 @@ class Fooling(FixedSetExperiment):
                 draws, stimuli = self.evolved
             else:
                 draws = np.arange(cfg.count)
-                stimuli = to_neuron_range(noise(rng, cfg.count, self.neuron.stimulus_shape, kind, cfg.alpha),
-                                          self.neuron, cfg.contrast)
+                stimuli = to_neuron_range(self.static(rng, kind), self.neuron, cfg.contrast)
             z = np.column_stack([np.full(len(draws), source), draws])
             index = writer.add_stimuli(z, generation, stimuli)
             generation = self.present(writer, index, stimuli, cfg.repeats, generation, rng)

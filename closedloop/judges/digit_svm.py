@@ -12,9 +12,9 @@ digit would be; static is not turned into one.
 Verdict: the SVM's class, accepted when it is the unit's digit and the framed image is as close
 to the training digits as real digits are: the mean distance to its 3 nearest training digits
 is below the 99th percentile of that distance over the held-out digits. Otherwise it hears
-"no digit". Held-out accuracy (class alone) 0.991; accepted as their own class, 0.98 of the
-held-out digits; 0 of 2,000 white and 2,000 pink static images pass as digits
-(tests/test_judges.py; `calibration()` recomputes all three).
+"no digit (nearest K)", K being the SVM's class. Held-out accuracy (class alone) 0.991;
+accepted as their own class, 0.98 of the held-out digits; 0 of 2,000 white and of 2,000 pink
+static images pass as digits (tests/test_judges.py; `calibration()` recomputes all three).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class DigitSVM(Judge):
     def judge(self, stimuli, expected=None, sample_rate=None):
         classes, closeness = read(ink(stimuli))
         return [Verdict(bool(near <= 1.0 and (expected is None or label == int(expected))),
-                        str(label) if near <= 1.0 else "no digit", float(near))
+                        str(label) if near <= 1.0 else f"no digit (nearest {label})", float(near))
                 for label, near in zip(classes.tolist(), closeness)]
 
 

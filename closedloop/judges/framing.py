@@ -47,5 +47,14 @@ def framed(image: np.ndarray) -> np.ndarray:
     return (big * 255).round().astype(np.uint8)
 
 
-def smallest_face() -> int:
-    return int(round(SMALLEST * SIDE))
+def face_verdicts(stimuli: np.ndarray, detect) -> list:
+    """One Verdict per stimulus: a face if `detect(framed uint8 picture, smallest side)` returns
+    the side of a detection (0: none). Its score is that side as a fraction of the stimulus side."""
+    from closedloop.judges.base import Verdict
+
+    smallest = int(round(SMALLEST * SIDE))
+    verdicts = []
+    for image in grey(stimuli):
+        side = detect(framed(image), smallest)
+        verdicts.append(Verdict(side > 0, "face" if side else "no face", side / SIDE))
+    return verdicts

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import functools
 
-from closedloop.judges.base import Judge, Verdict
-from closedloop.judges.framing import SIDE, framed, grey, smallest_face
+from closedloop.judges.base import Judge
+from closedloop.judges.framing import face_verdicts
 from closedloop.registry import register
 
 
@@ -36,11 +36,10 @@ class HaarFace(Judge):
     modality = "image"
 
     def judge(self, stimuli, expected=None, sample_rate=None):
-        classifier, smallest = cascade(), smallest_face()
-        verdicts = []
-        for image in grey(stimuli):
-            found = classifier.detectMultiScale(framed(image), scaleFactor=1.1, minNeighbors=3,
-                                                minSize=(smallest, smallest))
-            side = max((int(w) for _, _, w, _ in found), default=0)
-            verdicts.append(Verdict(side > 0, "face" if side else "no face", side / SIDE))
-        return verdicts
+        classifier = cascade()
+
+        def detect(picture, smallest):
+            found = classifier.detectMultiScale(picture, scaleFactor=1.1, minNeighbors=3, minSize=(smallest, smallest))
+            return max((int(w) for _, _, w, _ in found), default=0)
+
+        return face_verdicts(stimuli, detect)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 
-from closedloop.judges.base import Judge, Verdict
-from closedloop.judges.framing import SIDE, framed, grey, smallest_face
+from closedloop.judges.base import Judge
+from closedloop.judges.framing import face_verdicts
 from closedloop.registry import register
 
 
@@ -31,13 +31,12 @@ class LBPFace(Judge):
     modality = "image"
 
     def judge(self, stimuli, expected=None, sample_rate=None):
-        detector, smallest = cascade(), smallest_face()
-        verdicts = []
-        for image in grey(stimuli):
-            picture = framed(image) / 255.0
-            found = detector.detect_multi_scale(img=picture, scale_factor=1.2, step_ratio=1,
+        detector = cascade()
+
+        def detect(picture, smallest):
+            found = detector.detect_multi_scale(img=picture / 255.0, scale_factor=1.2, step_ratio=1,
                                                 min_size=(smallest, smallest), max_size=picture.shape,
                                                 min_neighbor_number=4)
-            side = max((int(face["width"]) for face in found), default=0)
-            verdicts.append(Verdict(side > 0, "face" if side else "no face", side / SIDE))
-        return verdicts
+            return max((int(face["width"]) for face in found), default=0)
+
+        return face_verdicts(stimuli, detect)
