@@ -46,12 +46,12 @@ class Sums:
         self.sy += float(y.sum())
         self.syy += float(y @ y)
 
-    def centred(self, k: int):
-        """(gram, cross, yy, n) of the first k coordinates, about the weighted means."""
+    def centred(self, index: np.ndarray):
+        """(gram, cross, yy, n) of the given coordinates, about the weighted means."""
         n = self.n
-        mean = self.sc[:k] / n
-        gram = self.scc[:k, :k] - n * np.outer(mean, mean)
-        cross = self.scy[:k] - mean * self.sy
+        mean = self.sc[index] / n
+        gram = self.scc[np.ix_(index, index)] - n * np.outer(mean, mean)
+        cross = self.scy[index] - mean * self.sy
         return gram, cross, self.syy - self.sy**2 / n, n
 
     def informative(self) -> bool:

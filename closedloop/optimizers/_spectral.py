@@ -47,6 +47,12 @@ class Fourier:
         self.size = len(self.position)
         assert self.size == int(np.prod(self.shape)), "coefficient count must equal the pixel count"
         self.scale = np.where(self.part == 2, 1.0, np.sqrt(2.0))
+        # where each coefficient's frequency and its conjugate lie on the full (channels, *spatial) grid
+        channel, cell = np.divmod(self.position, cells)
+        index = np.array(np.unravel_index(cell, half))
+        plane = int(np.prod(self.spatial))
+        self.cell = channel * plane + np.ravel_multi_index(index, self.spatial)
+        self.mirror = channel * plane + np.ravel_multi_index((-index) % np.array(self.spatial)[:, None], self.spatial)
         # copies that keep the rfft output Hermitian where a frequency and its partner are both stored
         channel_base = (np.arange(self.channels) * cells)[:, None]
         duplicated = stored & ~self_conjugate & ~unique

@@ -28,6 +28,7 @@ Needs a space that can `encode` stimuli (pixels, fourier). It never looks at the
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 from pydantic import Field
@@ -39,14 +40,9 @@ from closedloop.optimizers._spectral import Fourier
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
 
-TAPER_POWER = 4  # sharpness of the prior's soft cutoff at `band`
-import os
-LOOKAHEAD = float(os.environ.get("LM_LOOKAHEAD", "1.0"))
-HELD = float(os.environ.get("LM_HELD", "1.5"))  # the model holds frequencies up to HELD x band (the prior there is exp(-HELD^4/4) ~ 0.28 in sd)
-BAND_STEP = 1.25  # factor by which the band moves per step
-SLOPE_STEP = 0.5
-SLOPES = (0.0, 3.0)
-SELECTION_ITERATIONS = 4  # MacKay updates per candidate prior, from the current alpha and beta
+TAPER_POWER = 4  # sharpness of the starting prior's soft cutoff at `band`
+HOLD = 1e-3  # a coefficient is held while its prior variance is at least this fraction of the largest
+SMOOTH = float(os.environ.get("LM_SMOOTH", "1.0"))  # frequency bins over which neighbouring frequencies share a prior variance
 
 
 class LinearModelSettings(Settings):
@@ -96,7 +92,7 @@ def default_section(space) -> dict:
 @register("optimizer", "linear_model")
 class LinearModel(Optimizer):
     Config = LinearModelSettings
-    status_columns = ("angle", "uncertainty", "noise_sd", "band", "slope")
+    status_columns = ("angle", "uncertainty", "noise_sd", "dims")
 
     @single_threaded
     def __init__(self, config, seed, space, neuron=None):
@@ -114,17 +110,19 @@ class LinearModel(Optimizer):
         shape = tuple(space.stimulus_shape)
         self.fourier = Fourier(shape, 2 if space.modality == "image" and len(shape) >= 2 else 1)
         self._learn_space(space.render(space.sample(self.rng(2), config.prior_samples)))
-        self.band = config.band / max(self.fourier.spatial)
-        self.slope = config.slope
+        band = config.band / max(self.fourier.spatial)
+        self.variance = self.radius ** (-2 * config.slope) * np.exp(-0.5 * (self.radius / band) ** TAPER_POWER)
+        self.variance /= self.variance.max()
+        self.store = np.zeros(0, dtype=int)  # the coefficients the sums hold (positions in self.modes), in order added
         self.sums = Sums()
         self._hold()
         self.alpha = self.beta = np.nan
         self.posterior = None
-        self.presentations, self.next_selection = 0, 2 * self.popsize
+        self.presentations = 0
         self.angle = float(np.deg2rad(config.angle_max))
         self.uncertainty = np.nan  # until the first fit
         self.best_z, self.best_score = None, -np.inf
-        self.first_guess = self._latent(self.rng(3).standard_normal((1, self.k)) * self.prior_sd(self.band, self.slope))[0]
+        self.first_guess = self._latent(self.rng(3).standard_normal((1, self.k)) * self.prior_sd(), self.held)[0]
 
     def _learn_space(self, samples: np.ndarray) -> None:
         """Which Fourier coefficients the space renders, its contrast and its mean stimulus."""
@@ -137,30 +135,33 @@ class LinearModel(Optimizer):
         radius = self.fourier.radius[self.modes]
         self.radius = np.maximum(radius, radius[radius > 0].min() if np.any(radius > 0) else 1.0)
 
-    def held(self, band: float) -> int:
-        """How many coefficients the model holds for a band: those up to HELD x band."""
-        k = int(np.searchsorted(self.radius, HELD * band, side="right"))
-        return int(np.clip(k, min(8, len(self.modes)), min(self.config.max_dims, len(self.modes))))
-
     def _hold(self) -> None:
-        """Hold the coefficients of the current band (earlier trials had none beyond: see `ask`)."""
-        self.k = self.held(self.band)
-        self.sums.grow(self.k)
+        """Hold the coefficients whose prior variance is not negligible (at most max_dims, the
+        largest). Trials so far had none on coefficients newly held: see `ask`."""
+        held = np.nonzero(self.variance >= HOLD * self.variance.max())[0]
+        if len(held) > self.config.max_dims:
+            held = np.sort(held[np.argsort(-self.variance[held], kind="stable")[: self.config.max_dims]])
+        new = np.setdiff1d(held, self.store)
+        if len(new):
+            self.store = np.concatenate([self.store, new])
+            self.sums.grow(len(self.store))
+        slot = np.empty(len(self.modes), dtype=int)
+        slot[self.store] = np.arange(len(self.store))
+        self.held, self.slots, self.k = held, slot[held], len(held)
 
-    def prior_sd(self, band: float, slope: float, k: int | None = None) -> np.ndarray:
-        r = self.radius[: self.k if k is None else k]
-        return r**-slope * np.exp(-0.25 * (r / band) ** TAPER_POWER)
+    def prior_sd(self) -> np.ndarray:
+        return np.sqrt(self.variance[self.held])
 
     def features(self, stimuli: np.ndarray) -> np.ndarray:
-        """Coefficients of every frequency held so far (the band may have shrunk since)."""
-        held = self.sums.k
-        top = int(self.modes[held - 1]) + 1
-        return self.fourier.forward(stimuli - self.offset, top)[:, self.modes[:held]] / self.contrast_norm
+        """Coefficients of every frequency held so far (some may no longer be)."""
+        columns = self.modes[self.store]
+        return self.fourier.forward(stimuli - self.offset, int(columns.max()) + 1)[:, columns] / self.contrast_norm
 
-    def _latent(self, coefficients: np.ndarray) -> np.ndarray:
-        """Latent vectors of the stimuli with these coefficients, at the space's contrast."""
-        full = np.zeros((len(coefficients), int(self.modes[self.k - 1]) + 1))
-        full[:, self.modes[: self.k]] = coefficients
+    def _latent(self, coefficients: np.ndarray, held: np.ndarray) -> np.ndarray:
+        """Latent vectors of the stimuli with these coefficients (of the `held` modes), at the space's contrast."""
+        columns = self.modes[held]
+        full = np.zeros((len(coefficients), int(columns.max()) + 1))
+        full[:, columns] = coefficients
         images = self.fourier.inverse(full)
         norms = np.linalg.norm(images.reshape(len(images), -1), axis=1)
         images *= (self.contrast_norm / np.maximum(norms, 1e-300)).reshape(-1, *([1] * (images.ndim - 1)))
@@ -171,19 +172,18 @@ class LinearModel(Optimizer):
         cfg = self.config
         post = self.posterior
         if post is None or not np.any(post.u):
-            return self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(self.band, self.slope))
+            return self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(), self.held)
         m = post.mean
         direction = m / np.linalg.norm(m)
         n_explore = self.popsize - cfg.exploit
-        spread = post.deviations(self.random.standard_normal((n_explore, len(m))),
-                                 self.prior_sd(self.band * LOOKAHEAD, self.slope))
+        spread = post.deviations(self.random.standard_normal((n_explore, len(m))))
         spread -= np.outer(spread @ direction, direction)
         spread /= np.maximum(np.linalg.norm(spread, axis=1, keepdims=True), 1e-300)
         self.uncertainty = float(np.arctan(np.sqrt(np.sum(post.variances())) / np.linalg.norm(m)))
         lo, hi = np.deg2rad(cfg.angle_min), np.deg2rad(cfg.angle_max)
         self.angle = float(np.clip(cfg.angle_scale * self.uncertainty, lo, hi))
         explore = np.cos(self.angle) * direction + np.sin(self.angle) * spread
-        return self._latent(np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore]))
+        return self._latent(np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore]), self.fitted_held)
 
     @single_threaded
     def tell(self, z, scores):
@@ -198,41 +198,51 @@ class LinearModel(Optimizer):
         self.generation += 1
         if not self.sums.informative():
             return
-        if self.presentations >= self.next_selection:
-            self._select_prior()
-            self.next_selection = max(self.presentations * BAND_STEP, self.presentations + 2 * self.popsize)
-        self.posterior = self._fit(self.band, self.slope, iterations=2)
+        gram, cross, yy, n = self.sums.centred(self.slots)
+        self.posterior = fit(gram, cross, yy, n, self.prior_sd(), self.alpha, self.beta, iterations=2)
+        self.fitted_held = self.held
         self.alpha, self.beta = self.posterior.next_alpha, self.posterior.next_beta
+        self._learn_prior()
 
-    def _fit(self, band, slope, iterations, k=None):
-        k = self.k if k is None else k
-        gram, cross, yy, n = self.sums.centred(k)
-        return fit(gram, cross, yy, n, self.prior_sd(band, slope, k), self.alpha, self.beta, iterations)
+    def _learn_prior(self) -> None:
+        """One EM step on the prior variances, smoothed over the frequency plane: each held
+        coefficient's posterior second moment over its prior variance is the factor by which EM
+        would change that variance; the factors are averaged with the neighbouring frequencies'
+        (coefficients no trial informs have factor 1). So the prior stays smooth, shrinks where the
+        responses show no filter, and grows into neighbouring frequencies where they show one."""
+        post = self.posterior
+        variance = self.variance / post.alpha
+        factor = np.ones(len(self.modes))
+        factor[self.held] = (post.mean**2 + post.variances()) / variance[self.held]
+        self.variance = variance * self._smooth(factor)
+        self.alpha = 1.0
+        self._hold()
 
-    def _select_prior(self) -> None:
-        """Move the band and the slope one step to the neighbour with the most evidence. Every
-        candidate is scored on the same coefficients; a band is a candidate only while it holds
-        no more coefficients than there have been presentations."""
-        bands = [b for b in (self.band / BAND_STEP, self.band, self.band * BAND_STEP)
-                 if b == self.band or self.held(b) <= self.presentations]
-        slopes = [s for s in (self.slope - SLOPE_STEP, self.slope, self.slope + SLOPE_STEP) if SLOPES[0] <= s <= SLOPES[1]]
-        k = self.held(max(bands))
-        self.sums.grow(k)
-        scores = {(b, s): self._fit(b, s, SELECTION_ITERATIONS, k).log_evidence for b in bands for s in slopes}
-        band, slope = max(scores, key=scores.get)
-        self.slope = slope
-        if band != self.band:
-            self.band = band
-            self._hold()
+    def _smooth(self, values: np.ndarray) -> np.ndarray:
+        """Values per coefficient averaged over a Gaussian neighbourhood in frequency (of SMOOTH
+        bins), among the frequencies the space renders."""
+        from scipy.ndimage import gaussian_filter
+
+        f = self.fourier
+        size = f.channels * int(np.prod(f.spatial))
+        total, count = np.zeros(size), np.zeros(size)
+        cells = f.cell[self.modes]
+        for where in (cells, f.mirror[self.modes]):  # cosine and sine of a frequency and its mirror share a cell
+            np.add.at(total, where, values)
+            np.add.at(count, where, 1.0)
+        shape, sigma = (f.channels, *f.spatial), (0, *([SMOOTH] * len(f.spatial)))
+        mean = gaussian_filter((total / np.maximum(count, 1.0)).reshape(shape), sigma, mode="wrap")
+        support = gaussian_filter((count > 0).astype(float).reshape(shape), sigma, mode="wrap")
+        return (mean / np.maximum(support, 1e-12)).reshape(-1)[cells]
 
     @single_threaded
     def recommend(self):
         if self.posterior is None or not np.any(self.posterior.u):
             return self.best_z if self.best_z is not None else self.first_guess
         m = self.posterior.mean
-        return self._latent((m / np.linalg.norm(m))[None])[0]
+        return self._latent((m / np.linalg.norm(m))[None], self.fitted_held)[0]
 
     def status(self):
         return {"angle": float(np.rad2deg(self.angle)), "uncertainty": float(np.rad2deg(self.uncertainty)),
                 "noise_sd": float(1 / np.sqrt(self.beta)) if self.beta > 0 else np.nan,
-                "band": float(self.band * max(self.fourier.spatial)), "slope": float(self.slope)}
+                "dims": float(self.k)}
