@@ -83,3 +83,27 @@ class Fourier:
         spectrum = spectrum.reshape(len(c), self.channels, *self.half)
         images = np.fft.irfftn(spectrum, s=self.spatial, axes=self.axes, norm="ortho")
         return images.reshape(len(c), *self.shape)
+
+
+class Smoother:
+    """Averages values given per coefficient over a Gaussian neighbourhood of `sigma` frequency
+    bins on the (periodic) frequency plane, among the given coefficients only (the cosine and
+    sine of a frequency, and its mirror frequency, share one cell)."""
+
+    def __init__(self, fourier: Fourier, coefficients: np.ndarray, sigma: float):
+        from scipy.ndimage import gaussian_filter
+
+        self._filter = gaussian_filter
+        self.shape = (fourier.channels, *fourier.spatial)
+        self.sigma = (0, *([sigma] * len(fourier.spatial)))
+        self.cells = fourier.cell[coefficients]
+        self.both = np.concatenate([self.cells, fourier.mirror[coefficients]])
+        self.count = np.bincount(self.both, minlength=int(np.prod(self.shape))).astype(float)
+        support = self._filter((self.count > 0).astype(float).reshape(self.shape), self.sigma, mode="wrap")
+        self.support = np.maximum(support.reshape(-1)[self.cells], 1e-12)
+        self.count = np.maximum(self.count, 1.0)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        total = np.bincount(self.both, weights=np.concatenate([values, values]), minlength=len(self.count))
+        mean = self._filter((total / self.count).reshape(self.shape), self.sigma, mode="wrap")
+        return mean.reshape(-1)[self.cells] / self.support

@@ -36,7 +36,7 @@ from threadpoolctl import ThreadpoolController
 
 from closedloop.component import Settings
 from closedloop.optimizers._bayes import Sums, fit
-from closedloop.optimizers._spectral import Fourier
+from closedloop.optimizers._spectral import Fourier, Smoother
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
 
@@ -114,6 +114,8 @@ class LinearModel(Optimizer):
         self.variance = self.radius ** (-2 * config.slope) * np.exp(-0.5 * (self.radius / band) ** TAPER_POWER)
         self.variance /= self.variance.max()
         self.store = np.zeros(0, dtype=int)  # the coefficients the sums hold (positions in self.modes), in order added
+        self.slot = np.full(len(self.modes), -1)  # each coefficient's place in the store
+        self.smooth = Smoother(self.fourier, self.modes, SMOOTH)
         self.sums = Sums()
         self._hold()
         self.alpha = self.beta = np.nan
@@ -141,13 +143,12 @@ class LinearModel(Optimizer):
         held = np.nonzero(self.variance >= HOLD * self.variance.max())[0]
         if len(held) > self.config.max_dims:
             held = np.sort(held[np.argsort(-self.variance[held], kind="stable")[: self.config.max_dims]])
-        new = np.setdiff1d(held, self.store)
+        new = held[self.slot[held] < 0]
         if len(new):
+            self.slot[new] = np.arange(len(self.store), len(self.store) + len(new))
             self.store = np.concatenate([self.store, new])
             self.sums.grow(len(self.store))
-        slot = np.empty(len(self.modes), dtype=int)
-        slot[self.store] = np.arange(len(self.store))
-        self.held, self.slots, self.k = held, slot[held], len(held)
+        self.held, self.slots, self.k = held, self.slot[held], len(held)
 
     def prior_sd(self) -> np.ndarray:
         return np.sqrt(self.variance[self.held])
@@ -214,26 +215,9 @@ class LinearModel(Optimizer):
         variance = self.variance / post.alpha
         factor = np.ones(len(self.modes))
         factor[self.held] = (post.mean**2 + post.variances()) / variance[self.held]
-        self.variance = variance * self._smooth(factor)
+        self.variance = variance * self.smooth(factor)
         self.alpha = 1.0
         self._hold()
-
-    def _smooth(self, values: np.ndarray) -> np.ndarray:
-        """Values per coefficient averaged over a Gaussian neighbourhood in frequency (of SMOOTH
-        bins), among the frequencies the space renders."""
-        from scipy.ndimage import gaussian_filter
-
-        f = self.fourier
-        size = f.channels * int(np.prod(f.spatial))
-        total, count = np.zeros(size), np.zeros(size)
-        cells = f.cell[self.modes]
-        for where in (cells, f.mirror[self.modes]):  # cosine and sine of a frequency and its mirror share a cell
-            np.add.at(total, where, values)
-            np.add.at(count, where, 1.0)
-        shape, sigma = (f.channels, *f.spatial), (0, *([SMOOTH] * len(f.spatial)))
-        mean = gaussian_filter((total / np.maximum(count, 1.0)).reshape(shape), sigma, mode="wrap")
-        support = gaussian_filter((count > 0).astype(float).reshape(shape), sigma, mode="wrap")
-        return (mean / np.maximum(support, 1e-12)).reshape(-1)[cells]
 
     @single_threaded
     def recommend(self):
