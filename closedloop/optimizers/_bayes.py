@@ -112,7 +112,8 @@ def fit(gram, cross, yy, n, sd, alpha: float, beta: float, iterations: int) -> P
         evidence = (0.5 * k * np.log(alpha) + 0.5 * dof * np.log(beta) - 0.5 * beta * rss - 0.5 * alpha * (u @ u)
                     - np.sum(np.log(np.diag(chol))) - 0.5 * dof * np.log(2 * np.pi))
         posterior = Posterior(sd, u, chol, inv_chol, alpha, beta, float(evidence))
-        alpha = max(effective, 1e-6) / max(u @ u, 1e-300)
+        # with scores that carry nothing, alpha would grow without bound: the prior stays a prior
+        alpha = min(max(effective, 1e-6) / max(u @ u, 1e-300), 1e9 * beta * scale)
         beta = max(dof - effective, 1.0) / rss
         beta = min(beta, n / yy * 1e6)
         posterior.next_alpha, posterior.next_beta = alpha, beta

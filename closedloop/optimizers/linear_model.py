@@ -172,7 +172,7 @@ class LinearModel(Optimizer):
     def ask(self):
         cfg = self.config
         post = self.posterior
-        if post is None or not np.any(post.u):
+        if post is None or not np.linalg.norm(post.u) > 0:
             return self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(), self.held)
         m = post.mean
         direction = m / np.linalg.norm(m)
@@ -215,13 +215,16 @@ class LinearModel(Optimizer):
         variance = self.variance / post.alpha
         factor = np.ones(len(self.modes))
         factor[self.held] = (post.mean**2 + post.variances()) / variance[self.held]
-        self.variance = variance * self.smooth(factor)
+        variance *= self.smooth(factor)
+        if not np.all(np.isfinite(variance)) or variance.max() <= 0:
+            return
+        self.variance = np.maximum(variance, 1e-12 * variance.max())
         self.alpha = 1.0
         self._hold()
 
     @single_threaded
     def recommend(self):
-        if self.posterior is None or not np.any(self.posterior.u):
+        if self.posterior is None or not np.linalg.norm(self.posterior.u) > 0:
             return self.best_z if self.best_z is not None else self.first_guess
         m = self.posterior.mean
         return self._latent((m / np.linalg.norm(m))[None], self.fitted_held)[0]
