@@ -35,13 +35,15 @@ from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
 from closedloop.component import Settings
-from closedloop.optimizers._bayes import Sums, fit
+from closedloop.optimizers._bayes import Sums, best_on_sphere, fit
 from closedloop.optimizers._spectral import Fourier, Smoother
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
 
 TAPER_POWER = 4  # sharpness of the starting prior's soft cutoff at `band`
 HOLD = 1e-3  # a coefficient is held while its prior variance is at least this fraction of the largest
+PROBE_ANGLE = float(os.environ.get("LM_PROBE", "60"))  # while the filter's direction is this uncertain (degrees), a quarter of each generation are gratings
+GRATING_ANGLE = float(os.environ.get("LM_GANGLE", "45"))
 SMOOTH = float(os.environ.get("LM_SMOOTH", "1.0"))  # frequency bins over which neighbouring frequencies share a prior variance
 
 
@@ -113,12 +115,13 @@ class LinearModel(Optimizer):
         band = config.band / max(self.fourier.spatial)
         self.variance = self.radius ** (-2 * config.slope) * np.exp(-0.5 * (self.radius / band) ** TAPER_POWER)
         self.variance /= self.variance.max()
+        self.energy_variance = np.ones(len(self.modes))  # squared coefficients: flat over frequency to start
         self.store = np.zeros(0, dtype=int)  # the coefficients the sums hold (positions in self.modes), in order added
         self.slot = np.full(len(self.modes), -1)  # each coefficient's place in the store
         self.smooth = Smoother(self.fourier, self.modes, SMOOTH)
         self.sums = Sums()
         self._hold()
-        self.alpha = self.beta = np.nan
+        self.alpha, self.beta = np.array([np.nan, np.nan]), np.nan  # prior precisions (linear, energy), noise
         self.posterior = None
         self.presentations = 0
         self.angle = float(np.deg2rad(config.angle_max))
@@ -136,6 +139,13 @@ class LinearModel(Optimizer):
         self.modes = np.nonzero(power > 1e-9 * power.max())[0]  # sorted by frequency
         radius = self.fourier.radius[self.modes]
         self.radius = np.maximum(radius, radius[radius > 0].min() if np.any(radius > 0) else 1.0)
+        # the other coefficient (sine of a cosine, ...) of each coefficient's frequency, -1 if none
+        cells = self.fourier.cell[self.modes]
+        order = np.argsort(cells, kind="stable")
+        same = cells[order][1:] == cells[order][:-1]
+        self.pair = np.full(len(self.modes), -1)
+        self.pair[order[1:][same]] = order[:-1][same]
+        self.pair[order[:-1][same]] = order[1:][same]
 
     def _hold(self) -> None:
         """Hold the coefficients whose prior variance is not negligible (at most max_dims, the
@@ -147,16 +157,19 @@ class LinearModel(Optimizer):
         if len(new):
             self.slot[new] = np.arange(len(self.store), len(self.store) + len(new))
             self.store = np.concatenate([self.store, new])
-            self.sums.grow(len(self.store))
-        self.held, self.slots, self.k = held, self.slot[held], len(held)
+            self.sums.grow(2 * len(self.store))
+        self.held, self.k = held, len(held)
+        # the sums interleave each stored coefficient c and its energy c^2
+        self.columns = np.concatenate([2 * self.slot[held], 2 * self.slot[held] + 1])
 
     def prior_sd(self) -> np.ndarray:
         return np.sqrt(self.variance[self.held])
 
     def features(self, stimuli: np.ndarray) -> np.ndarray:
-        """Coefficients of every frequency held so far (some may no longer be)."""
+        """Each coefficient held so far (some may no longer be) and its square, interleaved."""
         columns = self.modes[self.store]
-        return self.fourier.forward(stimuli - self.offset, int(columns.max()) + 1)[:, columns] / self.contrast_norm
+        c = self.fourier.forward(stimuli - self.offset, int(columns.max()) + 1)[:, columns] / self.contrast_norm
+        return np.stack([c, c**2], axis=2).reshape(len(c), -1)
 
     def _latent(self, coefficients: np.ndarray, held: np.ndarray) -> np.ndarray:
         """Latent vectors of the stimuli with these coefficients (of the `held` modes), at the space's contrast."""
@@ -172,19 +185,45 @@ class LinearModel(Optimizer):
     def ask(self):
         cfg = self.config
         post = self.posterior
-        if post is None or not np.linalg.norm(post.u) > 0:
+        if post is None or not np.linalg.norm(post.u) > 0 or not np.all(np.isfinite(self.centre)):
             return self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(), self.held)
-        m = post.mean
-        direction = m / np.linalg.norm(m)
-        n_explore = self.popsize - cfg.exploit
-        spread = post.deviations(self.random.standard_normal((n_explore, len(m))))
+        k = len(self.fitted_held)
+        direction = self.centre
+        n_probe = self.popsize // 4 if self.uncertainty > np.deg2rad(PROBE_ANGLE) else 0
+        n_explore = self.popsize - cfg.exploit - n_probe
+        spread = post.deviations(self.random.standard_normal((n_explore, 2 * k)), slice(0, k))
         spread -= np.outer(spread @ direction, direction)
         spread /= np.maximum(np.linalg.norm(spread, axis=1, keepdims=True), 1e-300)
-        self.uncertainty = float(np.arctan(np.sqrt(np.sum(post.variances())) / np.linalg.norm(m)))
         lo, hi = np.deg2rad(cfg.angle_min), np.deg2rad(cfg.angle_max)
         self.angle = float(np.clip(cfg.angle_scale * self.uncertainty, lo, hi))
+        if self.on_grating:  # a cell that needs a grating to answer answers little far from one
+            self.angle = min(self.angle, np.deg2rad(GRATING_ANGLE))
         explore = np.cos(self.angle) * direction + np.sin(self.angle) * spread
-        return self._latent(np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore]), self.fitted_held)
+        # gratings of random phase, by Thompson sampling: the best under one posterior draw each
+        draws = post.mean + post.deviations(self.random.standard_normal((n_probe, 2 * k)))
+        phases = self.random.uniform(0, 2 * np.pi, n_probe)
+        probes = np.stack([self._grating(int(np.argmax(self._grating_scores(d[:k], d[k:]))), phase)
+                           for d, phase in zip(draws, phases)]) if n_probe else np.zeros((0, k))
+        stimuli = np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore, probes])
+        return self._latent(stimuli, self.fitted_held)
+
+    def _grating_scores(self, g, a):
+        """Expected response to a grating at each held coefficient's frequency (energy part averaged
+        over phase, linear part at the best phase)."""
+        p = self.partner
+        paired = p >= 0
+        linear, energy = np.abs(g), a.copy()
+        linear[paired] = np.hypot(g[paired], g[p[paired]])
+        energy[paired] = 0.5 * (a[paired] + a[p[paired]])
+        return linear + energy
+
+    def _grating(self, j: int, phase: float) -> np.ndarray:
+        c = np.zeros(len(self.partner))
+        if self.partner[j] >= 0:
+            c[j], c[self.partner[j]] = np.cos(phase), np.sin(phase)
+        else:
+            c[j] = 1.0 if np.cos(phase) >= 0 else -1.0
+        return c
 
     @single_threaded
     def tell(self, z, scores):
@@ -199,35 +238,66 @@ class LinearModel(Optimizer):
         self.generation += 1
         if not self.sums.informative():
             return
-        gram, cross, yy, n = self.sums.centred(self.slots)
-        self.posterior = fit(gram, cross, yy, n, self.prior_sd(), self.alpha, self.beta, iterations=2)
+        gram, cross, yy, n = self.sums.centred(self.columns)
+        sd = np.sqrt(np.concatenate([self.variance[self.held], self.energy_variance[self.held]]))
+        groups = np.repeat([0, 1], self.k)
+        self.posterior = fit(gram, cross, yy, n, sd, groups, self.alpha, self.beta, iterations=2)
         self.fitted_held = self.held
+        where = np.full(len(self.modes), -1)
+        where[self.held] = np.arange(self.k)
+        self.partner = np.where(self.pair[self.held] >= 0, where[np.maximum(self.pair[self.held], 0)], -1)
         self.alpha, self.beta = self.posterior.next_alpha, self.posterior.next_beta
+        self._centre()
         self._learn_prior()
+
+    def _centre(self) -> None:
+        """The linear model's best stimulus, or, while the filter's direction is unknown, the grating
+        (at the linear model's best phase) where that is expected to do better."""
+        k = self.k
+        mean = self.posterior.mean
+        g, a = mean[:k], mean[k:]
+        self.uncertainty = float(np.arctan(np.sqrt(np.sum(self.posterior.variances()[:k]))
+                                           / max(np.linalg.norm(g), 1e-300)))
+        self.centre = g / max(np.linalg.norm(g), 1e-300)
+        self.on_grating = False
+        if self.uncertainty <= np.deg2rad(PROBE_ANGLE):
+            return
+        j = int(np.argmax(self._grating_scores(g, a)))
+        p = self.partner[j]
+        grating = self._grating(j, np.arctan2(g[p], g[j]) if p >= 0 else (0.0 if g[j] >= 0 else np.pi))
+        if g @ grating + a @ grating**2 > g @ self.centre + a @ self.centre**2:
+            self.centre, self.on_grating = grating, True
 
     def _learn_prior(self) -> None:
         """One EM step on the prior variances, smoothed over the frequency plane: each held
         coefficient's posterior second moment over its prior variance is the factor by which EM
         would change that variance; the factors are averaged with the neighbouring frequencies'
         (coefficients no trial informs have factor 1). So the prior stays smooth, shrinks where the
-        responses show no filter, and grows into neighbouring frequencies where they show one."""
-        post = self.posterior
-        variance = self.variance / post.alpha
-        factor = np.ones(len(self.modes))
-        factor[self.held] = (post.mean**2 + post.variances()) / variance[self.held]
-        variance *= self.smooth(factor)
-        if not np.all(np.isfinite(variance)) or variance.max() <= 0:
-            return
-        self.variance = np.maximum(variance, 1e-12 * variance.max())
-        self.alpha = 1.0
+        responses show no filter, and grows into neighbouring frequencies where they show one.
+        The same for the energy coefficients' prior."""
+        post, k = self.posterior, self.k
+        second = post.mean**2 + post.variances()
+        learned, scales = [], []
+        for variance, alpha, moment in ((self.variance, post.alpha[0], second[:k]),
+                                        (self.energy_variance, post.alpha[1], second[k:])):
+            factor = np.ones(len(self.modes))
+            factor[self.held] = moment / (variance[self.held] / alpha)
+            variance = variance * self.smooth(factor)
+            top = variance.max()
+            if not (np.all(np.isfinite(variance)) and top > 0):
+                return
+            # the shape is learned here, the scale (alpha) by MacKay's update in `fit`
+            learned.append(np.maximum(variance / top, 1e-12))
+            scales.append(top)
+        self.variance, self.energy_variance = learned
+        self.alpha = self.alpha * np.array(scales)
         self._hold()
 
     @single_threaded
     def recommend(self):
-        if self.posterior is None or not np.linalg.norm(self.posterior.u) > 0:
+        if self.posterior is None or not np.linalg.norm(self.posterior.u) > 0 or not np.all(np.isfinite(self.centre)):
             return self.best_z if self.best_z is not None else self.first_guess
-        m = self.posterior.mean
-        return self._latent((m / np.linalg.norm(m))[None], self.fitted_held)[0]
+        return self._latent(self.centre[None], self.fitted_held)[0]
 
     def status(self):
         return {"angle": float(np.rad2deg(self.angle)), "uncertainty": float(np.rad2deg(self.uncertainty)),
