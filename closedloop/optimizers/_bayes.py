@@ -61,12 +61,12 @@ class Sums:
 
 @dataclass
 class Posterior:
-    sd: np.ndarray  # prior standard deviations of the coefficients, before 1 / alpha of their group
+    sd: np.ndarray  # prior standard deviations of the coefficients, before 1 / alpha
     u: np.ndarray  # posterior mean in whitened coordinates (coefficient / sd)
     inv_chol: np.ndarray  # inverse of the lower Cholesky factor of the whitened posterior precision
-    alpha: np.ndarray  # prior precision per group
+    alpha: float  # prior precision
     beta: float  # noise precision
-    next_alpha: np.ndarray  # MacKay's update from this posterior: where the next fit starts
+    next_alpha: float  # MacKay's update from this posterior: where the next fit starts
     next_beta: float
 
     @property
@@ -77,81 +77,39 @@ class Posterior:
         """Posterior variances of the coefficients."""
         return self.sd**2 * np.sum(self.inv_chol**2, axis=0)
 
-    def deviations(self, xi: np.ndarray, columns=slice(None)) -> np.ndarray:
-        """(m, len(columns)) draws of coefficients - mean from the posterior, from (m, k) standard normals."""
-        return self.sd[columns] * (xi @ self.inv_chol[:, columns])
+    def deviations(self, xi: np.ndarray) -> np.ndarray:
+        """(m, k) draws of coefficients - mean from the posterior, from (m, k) standard normals."""
+        return self.sd * (xi @ self.inv_chol)
 
 
-def fit(gram, cross, yy, n, sd, groups, alpha, beta: float, iterations: int) -> Posterior:
-    """MacKay's updates of alpha (one per group of coefficients) and beta from the given start;
-    the posterior of the last one."""
+def fit(gram, cross, yy, n, sd, alpha: float, beta: float, iterations: int) -> Posterior:
+    """MacKay's updates of alpha and beta from the given start; the posterior of the last one."""
     k = len(sd)
     g = sd[:, None] * gram * sd[None, :]
     h = sd * cross
-    counts = np.bincount(groups).astype(float)
     scale = max(float(np.max(np.diag(g), initial=0.0)), 1e-300)
-    alpha = np.array(alpha, dtype=float) * np.ones(len(counts))
-    if not (np.all(np.isfinite(alpha)) and np.all(alpha > 0) and np.isfinite(beta) and beta > 0):
-        alpha, beta = np.ones(len(counts)), 1.0
+    if not (np.isfinite(alpha) and np.isfinite(beta) and alpha > 0 and beta > 0):
+        alpha, beta = 1.0, 1.0
     beta = min(beta, n / yy * 1e6)
     dof = max(n - 1.0, 1.0)
     posterior, done = None, 0
     while done < max(iterations, 1):
         # a ridge never vanishes entirely: keeps the factorisation well posed when scores are exact
-        alpha = np.maximum(alpha, 1e-9 * beta * scale)
+        alpha = max(alpha, 1e-9 * beta * scale)
         precision = beta * g
-        precision[np.diag_indices(k)] += alpha[groups]
+        precision[np.diag_indices(k)] += alpha
         chol, info = lapack.dpotrf(precision, lower=1, clean=1)
         if info != 0:  # rounding made the matrix indefinite: more ridge
-            alpha = alpha * 10.0
+            alpha *= 10.0
             continue
         done += 1
         inv_chol, _ = lapack.dtrtri(chol, lower=1)
         u = beta * (inv_chol.T @ (inv_chol @ h))
-        diagonal = np.sum(inv_chol**2, axis=0)
-        effective = counts - alpha * np.bincount(groups, weights=diagonal, minlength=len(counts))
+        effective = k - alpha * float(np.sum(inv_chol**2))
         rss = max(yy - 2 * u @ h + u @ g @ u, 1e-9 * yy)
-        squares = np.bincount(groups, weights=u**2, minlength=len(counts))
         # with scores that carry nothing, alpha would grow without bound: the prior stays a prior
-        next_alpha = np.minimum(np.maximum(effective, 1e-6) / np.maximum(squares, 1e-300), 1e9 * beta * scale)
-        next_beta = min(max(dof - effective.sum(), 1.0) / rss, n / yy * 1e6)
+        next_alpha = min(max(effective, 1e-6) / max(u @ u, 1e-300), 1e9 * beta * scale)
+        next_beta = min(max(dof - effective, 1.0) / rss, n / yy * 1e6)
         posterior = Posterior(sd, u, inv_chol, alpha, beta, next_alpha, next_beta)
         alpha, beta = next_alpha, next_beta
     return posterior
-
-
-def best_on_sphere(g: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """The unit vector c maximising <g, c> + sum_j a_j c_j^2: c_j = g_j / (2 (mu - a_j)) with mu
-    above every a_j, found by Newton's method on 1 / |c(mu)| safeguarded by bisection (the
-    trust-region subproblem with a diagonal quadratic). Where g vanishes on the largest a_j
-    ("hard case"), the rest of the unit norm goes there."""
-    top = float(a.max())
-    j = int(np.argmax(a))
-    scale = max(float(np.linalg.norm(g)), 1e-300)
-    tiny = 1e-12 * max(scale, abs(top), 1e-300)
-
-    def c_of(mu):
-        return g / (2 * np.maximum(mu - a, 1e-300))
-
-    rest = c_of(top + tiny)
-    rest[a >= top - tiny] = 0.0
-    if np.linalg.norm(rest) <= 1 and abs(g[j]) <= 1e-6 * scale:  # hard case
-        rest[j] = np.sqrt(max(1.0 - rest @ rest, 0.0))
-        return rest / np.linalg.norm(rest)
-    lo, hi = top, top + scale / 2 + tiny  # |c(hi)| <= 1 < |c(mu)| near top
-    mu = hi
-    for _ in range(60):
-        c = c_of(mu)
-        norm = float(np.linalg.norm(c))
-        if abs(norm - 1.0) < 1e-10:
-            break
-        if norm > 1:
-            lo = mu
-        else:
-            hi = mu
-        # Newton on phi(mu) = 1/|c| - 1, which is nearly linear in mu
-        slope = float(np.sum(c**2 / np.maximum(mu - a, 1e-300))) / norm**3
-        step = mu - (1.0 / norm - 1.0) / slope if slope > 0 else np.nan
-        mu = step if lo < step < hi else 0.5 * (lo + hi)
-    c = c_of(mu)
-    return c / np.linalg.norm(c)

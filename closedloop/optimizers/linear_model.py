@@ -4,12 +4,15 @@ The experimenter's generic assumption is the linear-nonlinear cell: the response
 projection <v, s> of the stimulus onto an unknown filter v. Every tell adds its trials to the
 sufficient statistics of a Bayesian linear regression of score on stimulus, so no presentation
 is ever thrown away. The filter lives in the stimulus's own Fourier coordinates (one FFT per
-stimulus, _spectral.py), where the prior is diagonal: a generic image prior, amplitude falling
-as 1/f^slope below a soft cutoff `band`, on the frequencies the space can render. The prior's
-scale and the noise level are set by evidence maximisation (MacKay), so the method does not
-depend on the units of the scores; the slope and the band move a step at a time to whichever
-neighbour the evidence prefers, so the band grows as far as the responses support and no
-further, and the cost follows the coefficients the model holds, not the image size.
+stimulus, _spectral.py), where the prior is diagonal: a generic image prior, smooth over the
+frequency plane, that starts as 1/f^slope below a soft cutoff `band` on the frequencies the
+space can render and is then learned from the responses (one EM step per generation, each
+coefficient's factor averaged with its neighbours in frequency): it narrows onto the
+frequencies and orientations where the responses show a filter and grows into neighbouring ones
+where they show more, so a fine receptive field is reached without a wide prior slowing down the
+smooth ones. The model holds only the coefficients whose prior is not negligible, so its cost
+follows the filter, not the image size. The prior's scale and the noise level are set by
+evidence maximisation (MacKay), so the method does not depend on the units of the scores.
 
 Each generation presents the current estimate v (exploitation; also the recommendation) and
 stimuli on the sphere of fixed contrast at an angle theta from it, in random directions
@@ -22,29 +25,38 @@ to the filter's unknown directions is largest); the estimate itself is what earn
 local: cells that are not linear in one projection (complex cells, expansive nonlinearities)
 need that, and a linear cell loses little.
 
+A cell that stays at its baseline for every broadband stimulus (a complex cell that needs a
+strong drive: its energy is even in the stimulus, so no linear model finds a slope from there)
+is found the way an experimenter finds it, with gratings: while the filter's direction is still
+unknown, a quarter of each generation are gratings of random phase, chosen by Thompson sampling
+among the held frequencies (a bandit on each frequency's mean response), and when the best
+grating answers more (lower confidence bound) than the linear model expects of its own estimate,
+the search is centred on that grating, at a narrower angle, until the linear model, fed by the
+trials around it, takes over.
+
 Needs a space that can `encode` stimuli (pixels, fourier). It never looks at the neuron.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
 from closedloop.component import Settings
-from closedloop.optimizers._bayes import Sums, best_on_sphere, fit
+from closedloop.optimizers._bayes import Sums, fit
 from closedloop.optimizers._spectral import Fourier, Smoother
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
 
 TAPER_POWER = 4  # sharpness of the starting prior's soft cutoff at `band`
 HOLD = 1e-3  # a coefficient is held while its prior variance is at least this fraction of the largest
-PROBE_ANGLE = float(os.environ.get("LM_PROBE", "60"))  # while the filter's direction is this uncertain (degrees), a quarter of each generation are gratings
-GRATING_ANGLE = float(os.environ.get("LM_GANGLE", "45"))
-SMOOTH = float(os.environ.get("LM_SMOOTH", "1.0"))  # frequency bins over which neighbouring frequencies share a prior variance
+SMOOTH = 1.0  # frequency bins over which neighbouring frequencies share a prior variance
+PROBE_ANGLE = 60.0  # while the filter's direction is this uncertain (degrees), gratings are probed
+PROBE_SHARE = 4  # one stimulus in PROBE_SHARE is a grating then
+GRATING_ANGLE = 45.0  # widest exploration angle around a grating
 
 
 class LinearModelSettings(Settings):
@@ -55,9 +67,10 @@ class LinearModelSettings(Settings):
     angle_max: float = Field(75.0, gt=0, le=90, description="largest exploration angle, degrees")
     memory: float | None = Field(1000.0, gt=0, description="half-life of old trials, presentations; null keeps all")
     prior_samples: int = Field(64, ge=8, description="draws of the space's prior that show which frequencies it renders")
-    band: float = Field(4.0, gt=0, description="starting cutoff of the filter prior, cycles per image; moves with the evidence")
-    slope: float = Field(1.0, ge=0, description="starting falloff of the filter prior's amplitude, 1/f^slope; moves with the evidence")
+    band: float = Field(4.0, gt=0, description="starting cutoff of the filter prior, cycles per image; then learned")
+    slope: float = Field(1.0, ge=0, description="starting falloff of the filter prior's amplitude, 1/f^slope; then learned")
     max_dims: int = Field(2000, ge=8, description="most Fourier coefficients the model holds (a fit costs their cube)")
+    gratings: bool = Field(True, description="probe gratings while the filter's direction is unknown")
 
 
 @functools.cache
@@ -114,18 +127,20 @@ class LinearModel(Optimizer):
         self._learn_space(space.render(space.sample(self.rng(2), config.prior_samples)))
         band = config.band / max(self.fourier.spatial)
         self.variance = self.radius ** (-2 * config.slope) * np.exp(-0.5 * (self.radius / band) ** TAPER_POWER)
-        self.variance /= self.variance.max()
-        self.energy_variance = np.ones(len(self.modes))  # squared coefficients: flat over frequency to start
+        self.variance /= self.variance.max()  # the prior's shape; its scale is 1 / alpha
+        self.smooth = Smoother(self.fourier, self.modes, SMOOTH)
         self.store = np.zeros(0, dtype=int)  # the coefficients the sums hold (positions in self.modes), in order added
         self.slot = np.full(len(self.modes), -1)  # each coefficient's place in the store
-        self.smooth = Smoother(self.fourier, self.modes, SMOOTH)
         self.sums = Sums()
         self._hold()
-        self.alpha, self.beta = np.array([np.nan, np.nan]), np.nan  # prior precisions (linear, energy), noise
+        self.alpha = self.beta = np.nan
         self.posterior = None
-        self.presentations = 0
         self.angle = float(np.deg2rad(config.angle_max))
         self.uncertainty = np.nan  # until the first fit
+        self.on_grating = False
+        # the grating bandit: weighted count, sum and square sum of responses per frequency
+        self.pulls, self.pull_sums = np.zeros(len(self.modes)), np.zeros(len(self.modes))
+        self.asked, self.asked_arms = None, None
         self.best_z, self.best_score = None, -np.inf
         self.first_guess = self._latent(self.rng(3).standard_normal((1, self.k)) * self.prior_sd(), self.held)[0]
 
@@ -139,13 +154,13 @@ class LinearModel(Optimizer):
         self.modes = np.nonzero(power > 1e-9 * power.max())[0]  # sorted by frequency
         radius = self.fourier.radius[self.modes]
         self.radius = np.maximum(radius, radius[radius > 0].min() if np.any(radius > 0) else 1.0)
-        # the other coefficient (sine of a cosine, ...) of each coefficient's frequency, -1 if none
+        # each coefficient's frequency (a grating's arm): the first of its cosine and sine
         cells = self.fourier.cell[self.modes]
-        order = np.argsort(cells, kind="stable")
-        same = cells[order][1:] == cells[order][:-1]
-        self.pair = np.full(len(self.modes), -1)
-        self.pair[order[1:][same]] = order[:-1][same]
-        self.pair[order[:-1][same]] = order[1:][same]
+        first = {}
+        self.arm = np.array([first.setdefault(c, i) for i, c in enumerate(cells)])
+        self.pair = np.full(len(self.modes), -1)  # the other coefficient of the same frequency, if any
+        other = np.nonzero(self.arm != np.arange(len(self.modes)))[0]
+        self.pair[other], self.pair[self.arm[other]] = self.arm[other], other
 
     def _hold(self) -> None:
         """Hold the coefficients whose prior variance is not negligible (at most max_dims, the
@@ -157,19 +172,16 @@ class LinearModel(Optimizer):
         if len(new):
             self.slot[new] = np.arange(len(self.store), len(self.store) + len(new))
             self.store = np.concatenate([self.store, new])
-            self.sums.grow(2 * len(self.store))
+            self.sums.grow(len(self.store))
         self.held, self.k = held, len(held)
-        # the sums interleave each stored coefficient c and its energy c^2
-        self.columns = np.concatenate([2 * self.slot[held], 2 * self.slot[held] + 1])
 
     def prior_sd(self) -> np.ndarray:
         return np.sqrt(self.variance[self.held])
 
     def features(self, stimuli: np.ndarray) -> np.ndarray:
-        """Each coefficient held so far (some may no longer be) and its square, interleaved."""
+        """Coefficients of every frequency held so far (some may no longer be)."""
         columns = self.modes[self.store]
-        c = self.fourier.forward(stimuli - self.offset, int(columns.max()) + 1)[:, columns] / self.contrast_norm
-        return np.stack([c, c**2], axis=2).reshape(len(c), -1)
+        return self.fourier.forward(stimuli - self.offset, int(columns.max()) + 1)[:, columns] / self.contrast_norm
 
     def _latent(self, coefficients: np.ndarray, held: np.ndarray) -> np.ndarray:
         """Latent vectors of the stimuli with these coefficients (of the `held` modes), at the space's contrast."""
@@ -185,13 +197,16 @@ class LinearModel(Optimizer):
     def ask(self):
         cfg = self.config
         post = self.posterior
-        if post is None or not np.linalg.norm(post.u) > 0 or not np.all(np.isfinite(self.centre)):
-            return self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(), self.held)
-        k = len(self.fitted_held)
-        direction = self.centre
-        n_probe = self.popsize // 4 if self.uncertainty > np.deg2rad(PROBE_ANGLE) else 0
+        if post is None or not np.linalg.norm(post.u) > 0:
+            z = self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(), self.held)
+            self.asked, self.asked_arms = z, np.full(len(z), -1)
+            return z
+        held = self.fitted_held
+        probing = cfg.gratings and self.uncertainty > np.deg2rad(PROBE_ANGLE)
+        n_probe = self.popsize // PROBE_SHARE if probing else 0
         n_explore = self.popsize - cfg.exploit - n_probe
-        spread = post.deviations(self.random.standard_normal((n_explore, 2 * k)), slice(0, k))
+        direction = self.centre
+        spread = post.deviations(self.random.standard_normal((n_explore, len(held))))
         spread -= np.outer(spread @ direction, direction)
         spread /= np.maximum(np.linalg.norm(spread, axis=1, keepdims=True), 1e-300)
         lo, hi = np.deg2rad(cfg.angle_min), np.deg2rad(cfg.angle_max)
@@ -199,31 +214,44 @@ class LinearModel(Optimizer):
         if self.on_grating:  # a cell that needs a grating to answer answers little far from one
             self.angle = min(self.angle, np.deg2rad(GRATING_ANGLE))
         explore = np.cos(self.angle) * direction + np.sin(self.angle) * spread
-        # gratings of random phase, by Thompson sampling: the best under one posterior draw each
-        draws = post.mean + post.deviations(self.random.standard_normal((n_probe, 2 * k)))
-        phases = self.random.uniform(0, 2 * np.pi, n_probe)
-        probes = np.stack([self._grating(int(np.argmax(self._grating_scores(d[:k], d[k:]))), phase)
-                           for d, phase in zip(draws, phases)]) if n_probe else np.zeros((0, k))
-        stimuli = np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore, probes])
-        return self._latent(stimuli, self.fitted_held)
+        arms = self._thompson(n_probe)
+        probes = [self._grating(arm, phase) for arm, phase in zip(arms, self.random.uniform(0, 2 * np.pi, n_probe))]
+        stimuli = np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore, *([probes] if probes else [])])
+        self.asked = self._latent(stimuli, held)
+        centre_arm = self.centre_arm if self.on_grating else -1
+        self.asked_arms = np.concatenate([np.full(cfg.exploit, centre_arm), np.full(n_explore, -1), arms]).astype(int)
+        return self.asked
 
-    def _grating_scores(self, g, a):
-        """Expected response to a grating at each held coefficient's frequency (energy part averaged
-        over phase, linear part at the best phase)."""
-        p = self.partner
-        paired = p >= 0
-        linear, energy = np.abs(g), a.copy()
-        linear[paired] = np.hypot(g[paired], g[p[paired]])
-        energy[paired] = 0.5 * (a[paired] + a[p[paired]])
-        return linear + energy
+    # -- gratings: a bandit over the held frequencies, for cells silent to broadband stimuli
 
-    def _grating(self, j: int, phase: float) -> np.ndarray:
-        c = np.zeros(len(self.partner))
-        if self.partner[j] >= 0:
-            c[j], c[self.partner[j]] = np.cos(phase), np.sin(phase)
-        else:
-            c[j] = 1.0 if np.cos(phase) >= 0 else -1.0
-        return c
+    def _arms(self) -> np.ndarray:
+        return np.unique(self.arm[self.fitted_held])
+
+    def _arm_posterior(self, arms: np.ndarray):
+        """Mean and sd of each frequency's response to a grating: a normal prior at the mean
+        response of all trials, with the spread of all responses (weighted as the sums)."""
+        n, mean = self.sums.n, self.sums.sy / self.sums.n
+        variance = max(self.sums.syy / n - mean**2, 1e-12)
+        precision = (1.0 + self.pulls[arms]) / variance
+        return (mean + self.pull_sums[arms]) / (1.0 + self.pulls[arms]), 1 / np.sqrt(precision)
+
+    def _thompson(self, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype=int)
+        arms = self._arms()
+        mean, sd = self._arm_posterior(arms)
+        draws = mean + sd * self.random.standard_normal((count, len(arms)))
+        return arms[np.argmax(draws, axis=1)]
+
+    def _grating(self, arm: int, phase: float) -> np.ndarray:
+        """A grating of the arm's frequency and the given phase, as coefficients of the fitted held set."""
+        held = self.fitted_held
+        c = np.zeros(len(held))
+        for mode, value in ((arm, np.cos(phase)), (self.pair[arm], np.sin(phase))):
+            where = np.searchsorted(held, mode)
+            if mode >= 0 and where < len(held) and held[where] == mode:
+                c[where] = value if self.pair[arm] >= 0 and self.pair[arm] in held and arm in held else np.copysign(1.0, value)
+        return c / np.linalg.norm(c)
 
     @single_threaded
     def tell(self, z, scores):
@@ -231,71 +259,67 @@ class LinearModel(Optimizer):
         scores = np.asarray(scores, dtype=np.float64)
         decay = 1.0 if self.config.memory is None else 0.5 ** (len(scores) / self.config.memory)
         self.sums.add(self.features(self.space.render(z)), scores, decay)
-        self.presentations += len(scores)
+        self.pulls *= decay
+        self.pull_sums *= decay
+        if self.asked is not None and self.asked.shape == z.shape:
+            mine = np.all(self.asked == z, axis=1) & (self.asked_arms >= 0)  # gratings shown as asked
+            np.add.at(self.pulls, self.asked_arms[mine], 1.0)
+            np.add.at(self.pull_sums, self.asked_arms[mine], scores[mine])
         top = int(np.argmax(scores))
         if scores[top] > self.best_score:
             self.best_z, self.best_score = z[top].copy(), float(scores[top])
         self.generation += 1
         if not self.sums.informative():
             return
-        gram, cross, yy, n = self.sums.centred(self.columns)
-        sd = np.sqrt(np.concatenate([self.variance[self.held], self.energy_variance[self.held]]))
-        groups = np.repeat([0, 1], self.k)
-        self.posterior = fit(gram, cross, yy, n, sd, groups, self.alpha, self.beta, iterations=2)
+        index = self.slot[self.held]
+        gram, cross, yy, n = self.sums.centred(index)
+        self.posterior = fit(gram, cross, yy, n, self.prior_sd(), self.alpha, self.beta, iterations=2)
         self.fitted_held = self.held
-        where = np.full(len(self.modes), -1)
-        where[self.held] = np.arange(self.k)
-        self.partner = np.where(self.pair[self.held] >= 0, where[np.maximum(self.pair[self.held], 0)], -1)
         self.alpha, self.beta = self.posterior.next_alpha, self.posterior.next_beta
-        self._centre()
+        self._centre(self.sums.sc[index] / n, self.sums.sy / n)
         self._learn_prior()
 
-    def _centre(self) -> None:
-        """The linear model's best stimulus, or, while the filter's direction is unknown, the grating
-        (at the linear model's best phase) where that is expected to do better."""
-        k = self.k
-        mean = self.posterior.mean
-        g, a = mean[:k], mean[k:]
-        self.uncertainty = float(np.arctan(np.sqrt(np.sum(self.posterior.variances()[:k]))
-                                           / max(np.linalg.norm(g), 1e-300)))
-        self.centre = g / max(np.linalg.norm(g), 1e-300)
-        self.on_grating = False
-        if self.uncertainty <= np.deg2rad(PROBE_ANGLE):
+    def _centre(self, mean_features: np.ndarray, mean_score: float) -> None:
+        """The linear model's best stimulus, or, while the filter's direction is unknown, the best
+        grating (at the linear model's best phase) if it answers more than the model expects of that."""
+        g = self.posterior.mean
+        norm = max(float(np.linalg.norm(g)), 1e-300)
+        self.uncertainty = float(np.arctan(np.sqrt(np.sum(self.posterior.variances())) / norm))
+        self.centre, self.on_grating = g / norm, False
+        if not (self.config.gratings and self.uncertainty > np.deg2rad(PROBE_ANGLE)):
             return
-        j = int(np.argmax(self._grating_scores(g, a)))
-        p = self.partner[j]
-        grating = self._grating(j, np.arctan2(g[p], g[j]) if p >= 0 else (0.0 if g[j] >= 0 else np.pi))
-        if g @ grating + a @ grating**2 > g @ self.centre + a @ self.centre**2:
-            self.centre, self.on_grating = grating, True
+        arms = self._arms()
+        mean, sd = self._arm_posterior(arms)
+        best = int(np.argmax(mean - sd))
+        expected = mean_score + g @ (self.centre - mean_features)
+        if self.pulls[arms[best]] > 0 and mean[best] - sd[best] > expected:
+            arm = arms[best]
+            c = self._grating(arm, 0.0)
+            s = self._grating(arm, np.pi / 2)
+            self.centre = self._grating(arm, float(np.arctan2(g @ s, g @ c)))
+            self.centre_arm, self.on_grating = arm, True
 
     def _learn_prior(self) -> None:
-        """One EM step on the prior variances, smoothed over the frequency plane: each held
+        """One EM step on the prior's shape, smoothed over the frequency plane: each held
         coefficient's posterior second moment over its prior variance is the factor by which EM
         would change that variance; the factors are averaged with the neighbouring frequencies'
         (coefficients no trial informs have factor 1). So the prior stays smooth, shrinks where the
         responses show no filter, and grows into neighbouring frequencies where they show one.
-        The same for the energy coefficients' prior."""
-        post, k = self.posterior, self.k
-        second = post.mean**2 + post.variances()
-        learned, scales = [], []
-        for variance, alpha, moment in ((self.variance, post.alpha[0], second[:k]),
-                                        (self.energy_variance, post.alpha[1], second[k:])):
-            factor = np.ones(len(self.modes))
-            factor[self.held] = moment / (variance[self.held] / alpha)
-            variance = variance * self.smooth(factor)
-            top = variance.max()
-            if not (np.all(np.isfinite(variance)) and top > 0):
-                return
-            # the shape is learned here, the scale (alpha) by MacKay's update in `fit`
-            learned.append(np.maximum(variance / top, 1e-12))
-            scales.append(top)
-        self.variance, self.energy_variance = learned
-        self.alpha = self.alpha * np.array(scales)
+        The prior's scale stays MacKay's alpha."""
+        post = self.posterior
+        factor = np.ones(len(self.modes))
+        factor[self.held] = (post.mean**2 + post.variances()) / (self.variance[self.held] / post.alpha)
+        variance = self.variance * self.smooth(factor)
+        top = variance.max()
+        if not (np.all(np.isfinite(variance)) and top > 0):
+            return
+        self.variance = np.maximum(variance / top, 1e-12)
+        self.alpha *= top
         self._hold()
 
     @single_threaded
     def recommend(self):
-        if self.posterior is None or not np.linalg.norm(self.posterior.u) > 0 or not np.all(np.isfinite(self.centre)):
+        if self.posterior is None or not np.linalg.norm(self.posterior.u) > 0:
             return self.best_z if self.best_z is not None else self.first_guess
         return self._latent(self.centre[None], self.fitted_held)[0]
 
