@@ -13,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import lapack
 
+# the prior is never more than this many times as sure as the data are about their best-measured
+# coefficient: a model that sees no slope yet keeps following the data's weak one (a ridge) instead
+# of collapsing to the prior, from which MacKay's update escapes only slowly once a slope appears
+ALPHA_CAP = 10.0
+
 
 class Sums:
     """Running sums of the trials, with old trials fading by a factor per tell; `grow` adds
@@ -107,8 +112,7 @@ def fit(gram, cross, yy, n, sd, alpha: float, beta: float, iterations: int) -> P
         u = beta * (inv_chol.T @ (inv_chol @ h))
         effective = k - alpha * float(np.sum(inv_chol**2))
         rss = max(yy - 2 * u @ h + u @ g @ u, 1e-9 * yy)
-        # with scores that carry nothing, alpha would grow without bound: the prior stays a prior
-        next_alpha = min(max(effective, 1e-6) / max(u @ u, 1e-300), 1e9 * beta * scale)
+        next_alpha = min(max(effective, 1e-6) / max(u @ u, 1e-300), ALPHA_CAP * beta * scale)
         next_beta = min(max(dof - effective, 1.0) / rss, n / yy * 1e6)
         posterior = Posterior(sd, u, inv_chol, alpha, beta, next_alpha, next_beta)
         alpha, beta = next_alpha, next_beta
