@@ -32,12 +32,17 @@ SPACES = {
     "face": {"kind": "color_fourier", "size": 48, "channels": 3, "max_frequency": 0.0625, "contrast": 0.25},
 }
 UNITS = [("digits", "class3"), ("face", "face_probability"), ("face", "face_logit")]
+# channel units of conv layers (the channel's mean over positions), a fixed spread over layers
+CHANNELS = [("digits", "conv1:3"), ("digits", "conv2:10"), ("digits", "conv2:25"),
+            ("face", "conv1:5"), ("face", "conv2:20"), ("face", "conv3:9"), ("face", "conv3:40"),
+            ("face", "conv4:7"), ("face", "conv4:64"), ("face", "conv4:110")]
 WHITE_BOX = {"kind": "gradient_ascent", "popsize": 4, "steps": 10, "learning_rate": 0.1}
 # CMA-ES as in protocols/face-cell.yaml (pycma's population, a bold first step: the rendering
 # fixes the contrast, so only the latent's direction matters); the same with a smaller
 # population (more generations in the budget); CMA-ES searching directions on a sphere
 # (closedloop/optimizers/cmaes.py); the genetic algorithm as it comes
-BLACK_BOX = {"cmaes": {"kind": "cmaes", "sigma0": 10},
+BLACK_BOX = {"linear_model": {"kind": "linear_model"},
+             "cmaes": {"kind": "cmaes", "sigma0": 10},
              "cmaes-10": {"kind": "cmaes", "sigma0": 10, "popsize": 10},
              "cmaes-sph": {"kind": "cmaes", "sigma0": 0.3, "sphere": True},
              "genetic": {"kind": "genetic", "popsize": 20}}
@@ -64,13 +69,17 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--budget", type=int, default=3000)
     parser.add_argument("--whitebox-generations", type=int, default=60)
+    parser.add_argument("--optimizers", nargs="+", default=list(BLACK_BOX), choices=list(BLACK_BOX))
+    parser.add_argument("--units", nargs="+", default=None,
+                        help="model:unit names (default: the three output units and the ten channels)")
     args = parser.parse_args()
+    units = ([tuple(u.split(":", 1)) for u in args.units] if args.units else UNITS + CHANNELS)
     checkpoints = [c for c in (1000, args.budget) if c <= args.budget]
     header = f"{'unit':<24}{'optimizer':<10}{'seed':>5}" + "".join(f"{'best@' + str(c):>12}{'fraction':>10}" for c in checkpoints)
     rows, fractions = [], {}
     with tempfile.TemporaryDirectory() as directory:
         for seed in args.seeds:
-            for model, unit in UNITS:
+            for model, unit in units:
                 label = f"{model} {unit}"
                 generations, seconds = run(model, unit, WHITE_BOX, seed, directory,
                                            generations=args.whitebox_generations)
@@ -79,7 +88,8 @@ def main():
                             f"   ({int(generations['presentations'].iloc[-1])} presentations, "
                             f"{args.whitebox_generations * WHITE_BOX['steps'] * WHITE_BOX['popsize']} gradients, {seconds:.0f} s)")
                 print(rows[-1], flush=True)
-                for name, optimizer in BLACK_BOX.items():
+                for name in args.optimizers:
+                    optimizer = BLACK_BOX[name]
                     generations, seconds = run(model, unit, optimizer, seed, directory, budget=args.budget)
                     reached = [best_after(generations, c) for c in checkpoints]
                     fractions.setdefault((label, name), []).append([r / optimum for r in reached])

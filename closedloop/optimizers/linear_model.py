@@ -151,7 +151,10 @@ class LinearModel(Optimizer):
         deviations = samples - self.offset
         self.contrast_norm = float(np.sqrt(np.mean(np.sum(deviations.reshape(len(samples), -1) ** 2, axis=1))))
         power = np.mean(self.fourier.forward(deviations) ** 2, axis=0)
-        self.modes = np.nonzero(power > 1e-9 * power.max())[0]  # sorted by frequency
+        # a space of d latent numbers spans (about) d coefficients: its d strongest (the rest, as
+        # the harmonics of a squashing function, is not the space's to move independently)
+        strongest = np.argsort(-power, kind="stable")[: self.space.dim]
+        self.modes = np.sort(strongest[power[strongest] > 1e-9 * power.max()])  # sorted by frequency
         radius = self.fourier.radius[self.modes]
         self.radius = np.maximum(radius, radius[radius > 0].min() if np.any(radius > 0) else 1.0)
         # each coefficient's frequency (a grating's arm): the first of its cosine and sine
