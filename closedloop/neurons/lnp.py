@@ -10,7 +10,8 @@ Other cells for checking that an optimizer is not tuned to one receptive field:
   field: random  smooth random field (1/f^2 noise under a Gaussian window), fixed by field_seed
   model: energy  complex cell: sqrt(cos(w_even, s)^2 + cos(w_odd, s)^2), a quadrature Gabor pair
 With `reference_size` (e.g. 16) the receptive field keeps its shape relative to the image at any
-`size`: the benchmark's 16x16 cells scaled to 64x64 or 128x128.
+`size`: the benchmark's 16x16 cells scaled to 64x64 or 128x128 (a random field is drawn anew at
+that size, with the same statistics and its window scaled).
 """
 
 from __future__ import annotations
