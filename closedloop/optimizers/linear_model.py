@@ -138,6 +138,10 @@ class LinearModel(Optimizer):
         self.angle = float(np.deg2rad(config.angle_max))
         self.uncertainty = np.nan  # until the first fit
         self.on_grating = False
+        # the response far from the estimate relative to at it: where the cell is expansive (or has a
+        # floor), exploration moves closer (see `_design`)
+        self.angle_cap, self.baseline = float(np.deg2rad(config.angle_max)), None
+        self.near, self.far = np.zeros(2), np.zeros(2)  # faded (sum, count) of exploit and explore responses
         # the grating bandit: weighted count, sum and square sum of responses per frequency
         self.pulls, self.pull_sums = np.zeros(len(self.modes)), np.zeros(len(self.modes))
         self.asked, self.asked_arms = None, None
@@ -202,7 +206,7 @@ class LinearModel(Optimizer):
         post = self.posterior
         if post is None or not np.linalg.norm(post.u) > 0:
             z = self._latent(self.random.standard_normal((self.popsize, self.k)) * self.prior_sd(), self.held)
-            self.asked, self.asked_arms = z, np.full(len(z), -1)
+            self.asked, self.asked_arms, self.asked_role = z, np.full(len(z), -1), np.full(len(z), 3)
             return z
         held = self.fitted_held
         probing = cfg.gratings and self.uncertainty > np.deg2rad(PROBE_ANGLE)
@@ -213,7 +217,7 @@ class LinearModel(Optimizer):
         spread -= np.outer(spread @ direction, direction)
         spread /= np.maximum(np.linalg.norm(spread, axis=1, keepdims=True), 1e-300)
         lo, hi = np.deg2rad(cfg.angle_min), np.deg2rad(cfg.angle_max)
-        self.angle = float(np.clip(cfg.angle_scale * self.uncertainty, lo, hi))
+        self.angle = float(np.clip(cfg.angle_scale * self.uncertainty, lo, min(hi, self.angle_cap)))
         if self.on_grating:  # a cell that needs a grating to answer answers little far from one
             self.angle = min(self.angle, np.deg2rad(GRATING_ANGLE))
         explore = np.cos(self.angle) * direction + np.sin(self.angle) * spread
@@ -223,6 +227,7 @@ class LinearModel(Optimizer):
         self.asked = self._latent(stimuli, held)
         centre_arm = self.centre_arm if self.on_grating else -1
         self.asked_arms = np.concatenate([np.full(cfg.exploit, centre_arm), np.full(n_explore, -1), arms]).astype(int)
+        self.asked_role = np.repeat([0, 1, 2], [cfg.exploit, n_explore, n_probe])  # exploit, explore, grating
         return self.asked
 
     # -- gratings: a bandit over the held frequencies, for cells silent to broadband stimuli
@@ -265,9 +270,11 @@ class LinearModel(Optimizer):
         self.pulls *= decay
         self.pull_sums *= decay
         if self.asked is not None and self.asked.shape == z.shape:
-            mine = np.all(self.asked == z, axis=1) & (self.asked_arms >= 0)  # gratings shown as asked
+            shown = np.all(self.asked == z, axis=1)  # as asked, not put in their place
+            mine = shown & (self.asked_arms >= 0)  # gratings
             np.add.at(self.pulls, self.asked_arms[mine], 1.0)
             np.add.at(self.pull_sums, self.asked_arms[mine], scores[mine])
+            self._design(scores, shown)
         top = int(np.argmax(scores))
         if scores[top] > self.best_score:
             self.best_z, self.best_score = z[top].copy(), float(scores[top])
@@ -281,6 +288,29 @@ class LinearModel(Optimizer):
         self.alpha, self.beta = self.posterior.next_alpha, self.posterior.next_beta
         self._centre(self.sums.sc[index] / n, self.sums.sy / n)
         self._learn_prior()
+
+    def _design(self, scores, shown) -> None:
+        """Cap the exploration angle so that stimuli far from the estimate still answer: for a
+        response f(cos) = A cos^p over a floor, the angle that informs most about the filter gives
+        explored / estimate responses (above the floor) of about 0.2-0.3 for p >= 3 (tan^2 = 2 / (p - 2)),
+        and a wide angle for p <= 2, a linear cell's 75 degrees giving 0.26. The floor is the mean
+        response to the first, random, stimuli."""
+        role = self.asked_role
+        if self.baseline is None:
+            first = shown & (role == 3)
+            self.baseline = float(np.mean(scores[first])) if np.any(first) else None
+            return
+        self.near, self.far = 0.8 * self.near, 0.8 * self.far  # the last few generations
+        for faded, which in ((self.near, shown & (role == 0)), (self.far, shown & (role == 1))):
+            faded += [scores[which].sum(), which.sum()]
+        if min(self.near[1], self.far[1]) == 0 or self.on_grating:
+            return
+        near, far = self.near[0] / self.near[1] - self.baseline, self.far[0] / self.far[1] - self.baseline
+        if near <= 0:
+            return
+        step = 1.1 if far > 0.3 * near else 0.9 if far < 0.2 * near else 1.0
+        lo, hi = np.deg2rad(self.config.angle_min), np.deg2rad(self.config.angle_max)
+        self.angle_cap = float(np.clip(self.angle_cap * step, lo, hi))
 
     def _centre(self, mean_features: np.ndarray, mean_score: float) -> None:
         """The linear model's best stimulus, or, while the filter's direction is unknown, the best
