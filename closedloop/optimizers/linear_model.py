@@ -69,7 +69,7 @@ class LinearModelSettings(Settings):
     prior_samples: int = Field(64, ge=8, description="draws of the space's prior that show which frequencies it renders")
     band: float = Field(4.0, gt=0, description="starting cutoff of the filter prior, cycles per image; then learned")
     slope: float = Field(1.0, ge=0, description="starting falloff of the filter prior's amplitude, 1/f^slope; then learned")
-    max_dims: int = Field(2000, ge=8, description="most Fourier coefficients the model holds (a fit costs their cube)")
+    max_dims: int = Field(1000, ge=8, description="most Fourier coefficients the model holds (a fit costs their cube)")
     gratings: bool = Field(True, description="probe gratings while the filter's direction is unknown")
 
 
