@@ -57,6 +57,7 @@ SMOOTH = 1.0  # frequency bins over which neighbouring frequencies share a prior
 PROBE_ANGLE = 60.0  # while the filter's direction is this uncertain (degrees), gratings are probed
 PROBE_SHARE = 4  # one stimulus in PROBE_SHARE is a grating then
 GRATING_ANGLE = 45.0  # widest exploration angle around a grating
+SILENT_AFTER = 5  # generations of broadband stimuli after which a filter's direction should show
 
 
 class LinearModelSettings(Settings):
@@ -137,9 +138,9 @@ class LinearModel(Optimizer):
         self.posterior = None
         self.angle = float(np.deg2rad(config.angle_max))
         self.uncertainty = np.nan  # until the first fit
-        self.on_grating = False
-        # the response far from the estimate relative to at it: where the cell is expansive (or has a
-        # floor), exploration moves closer (see `_design`)
+        self.on_grating = self.silent = False  # silent: broadband stimuli left it at its floor
+        # the response far from the estimate relative to at it: where a silent cell is expansive,
+        # exploration moves closer (see `_design`)
         self.angle_cap, self.baseline = float(np.deg2rad(config.angle_max)), None
         self.near, self.far = np.zeros(2), np.zeros(2)  # faded (sum, count) of exploit and explore responses
         # the grating bandit: weighted count, sum and square sum of responses per frequency
@@ -293,8 +294,9 @@ class LinearModel(Optimizer):
         """Cap the exploration angle so that stimuli far from the estimate still answer: for a
         response f(cos) = A cos^p over a floor, the angle that informs most about the filter gives
         explored / estimate responses (above the floor) of about 0.2-0.3 for p >= 3 (tan^2 = 2 / (p - 2)),
-        and a wide angle for p <= 2, a linear cell's 75 degrees giving 0.26. The floor is the mean
-        response to the first, random, stimuli."""
+        and a wide angle for p <= 2, a linear cell's 75 degrees giving 0.26. Only for a cell found
+        silent to broadband stimuli, whose floor is then the mean response to the first, random, ones
+        (a cell that answers random stimuli has no floor there)."""
         role = self.asked_role
         if self.baseline is None:
             first = shown & (role == 3)
@@ -303,7 +305,7 @@ class LinearModel(Optimizer):
         self.near, self.far = 0.8 * self.near, 0.8 * self.far  # the last few generations
         for faded, which in ((self.near, shown & (role == 0)), (self.far, shown & (role == 1))):
             faded += [scores[which].sum(), which.sum()]
-        if min(self.near[1], self.far[1]) == 0 or self.on_grating:
+        if min(self.near[1], self.far[1]) == 0 or self.on_grating or not self.silent:
             return
         near, far = self.near[0] / self.near[1] - self.baseline, self.far[0] / self.far[1] - self.baseline
         if near <= 0:
@@ -321,6 +323,8 @@ class LinearModel(Optimizer):
         self.centre, self.on_grating = g / norm, False
         if not (self.config.gratings and self.uncertainty > np.deg2rad(PROBE_ANGLE)):
             return
+        if self.generation == SILENT_AFTER:  # still no direction: broadband stimuli leave the cell silent
+            self.silent = True
         arms = self._arms()
         mean, sd = self._arm_posterior(arms)
         best = int(np.argmax(mean - sd))
@@ -330,7 +334,7 @@ class LinearModel(Optimizer):
             c = self._grating(arm, 0.0)
             s = self._grating(arm, np.pi / 2)
             self.centre = self._grating(arm, float(np.arctan2(g @ s, g @ c)))
-            self.centre_arm, self.on_grating = arm, True
+            self.centre_arm, self.on_grating, self.silent = arm, True, True
 
     def _learn_prior(self) -> None:
         """One EM step on the prior's shape, smoothed over the frequency plane: each held
