@@ -32,7 +32,9 @@ unknown, a quarter of each generation are gratings of random phase, chosen by Th
 among the held frequencies (a bandit on each frequency's mean response), and when the best
 grating answers more (lower confidence bound) than the linear model expects of its own estimate,
 the search is centred on that grating, at a narrower angle, until the linear model, fed by the
-trials around it, takes over.
+trials around it, takes over. For such a cell (still no direction after 5 generations) the angle
+is also capped where the responses far from the estimate fall to the floor: an expansive
+response informs most at a narrower angle (`_design`).
 
 Needs a space that can `encode` stimuli (pixels, fourier). It never looks at the neuron.
 """
@@ -47,6 +49,7 @@ from threadpoolctl import ThreadpoolController
 
 from closedloop.component import Settings
 from closedloop.optimizers._bayes import Sums, fit
+from closedloop.optimizers._gratings import GratingBandit
 from closedloop.optimizers._spectral import Fourier, Smoother
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
@@ -143,8 +146,7 @@ class LinearModel(Optimizer):
         # exploration moves closer (see `_design`)
         self.angle_cap, self.baseline = float(np.deg2rad(config.angle_max)), None
         self.near, self.far = np.zeros(2), np.zeros(2)  # faded (sum, count) of exploit and explore responses
-        # the grating bandit: weighted count, sum and square sum of responses per frequency
-        self.pulls, self.pull_sums = np.zeros(len(self.modes)), np.zeros(len(self.modes))
+        self.bandit = GratingBandit(len(self.modes))  # arms: the first coefficient of each frequency
         self.asked, self.asked_arms = None, None
         self.best_z, self.best_score = None, -np.inf
         self.first_guess = self._latent(self.rng(3).standard_normal((1, self.k)) * self.prior_sd(), self.held)[0]
@@ -222,7 +224,7 @@ class LinearModel(Optimizer):
         if self.on_grating:  # a cell that needs a grating to answer answers little far from one
             self.angle = min(self.angle, np.deg2rad(GRATING_ANGLE))
         explore = np.cos(self.angle) * direction + np.sin(self.angle) * spread
-        arms = self._thompson(n_probe)
+        arms = self.bandit.thompson(self._arms(), n_probe, self.random, *self._totals())
         probes = [self._grating(arm, phase) for arm, phase in zip(arms, self.random.uniform(0, 2 * np.pi, n_probe))]
         stimuli = np.concatenate([np.repeat(direction[None], cfg.exploit, axis=0), explore, *([probes] if probes else [])])
         self.asked = self._latent(stimuli, held)
@@ -236,21 +238,8 @@ class LinearModel(Optimizer):
     def _arms(self) -> np.ndarray:
         return np.unique(self.arm[self.fitted_held])
 
-    def _arm_posterior(self, arms: np.ndarray):
-        """Mean and sd of each frequency's response to a grating: a normal prior at the mean
-        response of all trials, with the spread of all responses (weighted as the sums)."""
-        n, mean = self.sums.n, self.sums.sy / self.sums.n
-        variance = max(self.sums.syy / n - mean**2, 1e-12)
-        precision = (1.0 + self.pulls[arms]) / variance
-        return (mean + self.pull_sums[arms]) / (1.0 + self.pulls[arms]), 1 / np.sqrt(precision)
-
-    def _thompson(self, count: int) -> np.ndarray:
-        if count == 0:
-            return np.zeros(0, dtype=int)
-        arms = self._arms()
-        mean, sd = self._arm_posterior(arms)
-        draws = mean + sd * self.random.standard_normal((count, len(arms)))
-        return arms[np.argmax(draws, axis=1)]
+    def _totals(self):
+        return self.sums.n, self.sums.sy, self.sums.syy
 
     def _grating(self, arm: int, phase: float) -> np.ndarray:
         """A grating of the arm's frequency and the given phase, as coefficients of the fitted held set."""
@@ -268,13 +257,11 @@ class LinearModel(Optimizer):
         scores = np.asarray(scores, dtype=np.float64)
         decay = 1.0 if self.config.memory is None else 0.5 ** (len(scores) / self.config.memory)
         self.sums.add(self.features(self.space.render(z)), scores, decay)
-        self.pulls *= decay
-        self.pull_sums *= decay
+        self.bandit.fade(decay)
         if self.asked is not None and self.asked.shape == z.shape:
             shown = np.all(self.asked == z, axis=1)  # as asked, not put in their place
             mine = shown & (self.asked_arms >= 0)  # gratings
-            np.add.at(self.pulls, self.asked_arms[mine], 1.0)
-            np.add.at(self.pull_sums, self.asked_arms[mine], scores[mine])
+            self.bandit.credit(self.asked_arms[mine], scores[mine])
             self._design(scores, shown)
         top = int(np.argmax(scores))
         if scores[top] > self.best_score:
@@ -326,10 +313,10 @@ class LinearModel(Optimizer):
         if self.generation == SILENT_AFTER:  # still no direction: broadband stimuli leave the cell silent
             self.silent = True
         arms = self._arms()
-        mean, sd = self._arm_posterior(arms)
+        mean, sd = self.bandit.posterior(arms, *self._totals())
         best = int(np.argmax(mean - sd))
         expected = mean_score + g @ (self.centre - mean_features)
-        if self.pulls[arms[best]] > 0 and mean[best] - sd[best] > expected:
+        if self.bandit.pulls[arms[best]] > 0 and mean[best] - sd[best] > expected:
             arm = arms[best]
             c = self._grating(arm, 0.0)
             s = self._grating(arm, np.pi / 2)
