@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from closedloop.analysis.audio import describe_sound, sounds
+from closedloop.analysis.audio import describe_sound
 from closedloop.protocol import from_dict
 from closedloop.recording import open_run
 
@@ -56,7 +56,7 @@ def run_one(unit, space, optimizer, seed, budget, folder) -> dict:
         generations = run.generations
         reached = generations[generations["best"] >= THRESHOLD]
         best_index = int(generations["best_stimulus"].iloc[-1])
-        sound = describe_sound(sounds(run, [best_index])[0], run.sample_rate)
+        sound = describe_sound(run.rendered([best_index])[0], run.sample_rate)
         return {"presentations": int(reached["presentations"].iloc[0]) if len(reached) else None,
                 "best": float(generations["best"].iloc[-1]), "seconds": seconds, **sound}
 

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from closedloop.neurons.brian_engine import Inputs, Layout, simulator
-from closedloop.neurons.brian_models import LIFSettings, cell_model
+from closedloop.neurons.brian_engine import Engine, Inputs
+from closedloop.neurons.cells.lif import LIF, LIFSettings
 
 WINDOW_MS, DT_MS = 200.0, 0.1
 
@@ -61,10 +61,10 @@ def main():
         print("  mean count  " + "  ".join(f"{m:5.1f}" for m in mean))
         print("  Fano factor " + "  ".join(f"{f:5.2f}" for f in fano) + f"   (mean {fano.mean():.2f})")
     cell = LIFSettings()
-    model = cell_model(cell)
+    model = LIF(cell, 0).model
     steps = int(round(WINDOW_MS / DT_MS))
 
-    naive_sim = simulator(Layout(model, 1, DT_MS, WINDOW_MS, cell.noise_tau), "numpy")
+    naive_sim = Engine(model, DT_MS, WINDOW_MS, cell.noise_tau).simulator(1, "numpy")
     naive_sim.run(inputs(1, cell, 0))  # first run pays Brian2's code generation
     naive = best_time(lambda: naive_sim.run(inputs(1, cell, 1)), args.naive)
     print(f"naive loop (one Brian2 runtime run per presentation): {naive * 1000:.0f} ms per presentation, "
@@ -76,7 +76,7 @@ def main():
         floor = best_time(lambda: rng.standard_normal(batch * steps), 3)
         for threads in args.threads:
             start = time.perf_counter()
-            sim = simulator(Layout(model, batch, DT_MS, WINDOW_MS, cell.noise_tau, threads), "standalone")
+            sim = Engine(model, DT_MS, WINDOW_MS, cell.noise_tau, threads).simulator(batch, "standalone")
             sim.run(inputs(batch, cell, 0))
             build = time.perf_counter() - start
             run = best_time(lambda: sim.run(inputs(batch, cell, 2)), args.repeats)

@@ -15,7 +15,7 @@ from scipy.io import wavfile
 from sklearn.metrics import roc_auc_score
 
 from closedloop import zoo
-from closedloop.zoo import digits, face, package_file, pitch
+from closedloop.zoo import digits, face, note, package_file, pitch
 
 
 def forward(model, x):
@@ -84,8 +84,34 @@ def bench_speech():
           f"Silero| {float(difference):.1e} (load {seconds:.1f} s)")
 
 
+def bench_note():
+    model, seconds = timed_load("note")
+    keys = np.arange(36, 97)  # C2 .. C7, harmonic tones (8 partials at 1/k, 0.5 s, 10 ms fades)
+    t = np.arange(note.DEFAULT_SAMPLES) / 16000
+    fade = np.minimum(1, np.minimum(t, t[-1] - t) / 0.01)
+    waves = []
+    for midi in keys:
+        f0 = note.midi_frequency(midi)
+        wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 9) if k * f0 < 7600) * fade
+        waves.append(0.1 * wave / np.sqrt(np.mean(wave**2)))
+    mean = forward(model, np.stack(waves))[:, :note.KEYS].mean(2).numpy()
+    hits = mean.argmax(1) == keys - note.LOWEST_MIDI
+    own = mean[np.arange(len(keys)), keys - note.LOWEST_MIDI]
+    onnxruntime = __import__("onnxruntime")
+    window = np.zeros((1, note.WINDOW), np.float32)
+    c4 = note.upsample(torch.from_numpy(waves[24][None]).float(), 16000, note.NETWORK_RATE)[0].numpy()  # MIDI 60
+    window[0, 10000:10000 + len(c4)] = c4
+    session = onnxruntime.InferenceSession(str(package_file("basic_pitch", note.ONNX_FILE)))
+    reference = session.run(["StatefulPartitionedCall:1"], {session.get_inputs()[0].name: window[:, :, None]})[0]
+    with torch.no_grad():
+        difference = np.abs(model.module.transcribe(torch.from_numpy(window))[1].numpy() - reference).max()
+    print(f"note: {len(keys)} harmonic tones C2-C7: the played key has the highest mean note posterior in "
+          f"{hits.mean():.0%}, its posterior median {np.median(own):.3f} (min {own.min():.3f}); max |rebuild - "
+          f"onnxruntime| note posterior on the C4 tone {difference:.1e} (load {seconds:.1f} s)")
+
+
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
     torch.manual_seed(0)
-    for bench in (bench_digits, bench_face, bench_pitch, bench_speech):
+    for bench in (bench_digits, bench_face, bench_pitch, bench_speech, bench_note):
         bench()

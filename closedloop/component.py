@@ -3,16 +3,60 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, WrapValidator
+import annotated_types
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, WrapValidator,
+                      model_validator)
+
+
+# The bounds policy: every number of a protocol is finite (NaN and Inf are refused everywhere),
+# and each numeric field states the range that makes physical sense with ge/gt/le/lt, so the
+# generated field reference shows it. A field that states no range still refuses magnitudes
+# beyond MAGNITUDE, which no quantity of a protocol reaches (ms, Hz, pixels, nA, counts).
+MAGNITUDE = 1e9
+# shared quantities, for fields that hold several of them (lists, ranges)
+Hertz = Annotated[float, Field(gt=0, le=100_000, description="Hz")]
+Degrees = Annotated[float, Field(ge=-3600, le=3600, description="degrees")]
+Decibels = Annotated[float, Field(ge=-120, le=0, description="dB re full scale")]
+CyclesPerPixel = Annotated[float, Field(gt=0, le=0.5, description="cycles per pixel, up to Nyquist")]
+Count = Annotated[int, Field(ge=1, le=10_000, description="how many")]
+Level = Annotated[float, Field(ge=-1e6, le=1e6, description="a stimulus value")]
 
 
 class Settings(BaseModel):
-    """A component's protocol section. Unknown fields are errors, never silently ignored."""
+    """A component's protocol section. Unknown fields are errors, never silently ignored; numbers
+    are finite and within their field's range (see MAGNITUDE)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _within_magnitude(self):
+        for name, info in type(self).model_fields.items():
+            if _has_range(info.metadata):
+                continue
+            for value in _numbers(getattr(self, name)):
+                if abs(value) > MAGNITUDE:
+                    raise ValueError(f"{info.alias or name}: {value:.3g} is beyond any physical value of this field "
+                                     f"(at most {MAGNITUDE:g} in size)")
+        return self
+
+
+def _has_range(metadata) -> bool:
+    return any(isinstance(m, (annotated_types.Le, annotated_types.Lt)) for m in metadata) and any(
+        isinstance(m, (annotated_types.Ge, annotated_types.Gt)) for m in metadata)
+
+
+def _numbers(value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _numbers(item)
 
 
 class Component:
@@ -41,13 +85,17 @@ class KindOf:
     default: str
     tag: str = "kind"
 
-    def validate(self, value, handler):
+    def validate(self, value, handler, info: ValidationInfo):
         if isinstance(value, Settings) or not isinstance(value, dict):
             return handler(value)
         config = self.config_class(value)
         if self.tag not in config.model_fields:  # the kind's Config does not repeat its own name
             value = {k: v for k, v in value.items() if k != self.tag}
-        return config.model_validate(value)
+        return config.model_validate(value, context=info.context)
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        """A placeholder that closedloop.reference replaces with the kinds of the role."""
+        return {"x-kind-of": {"role": self.role, "default": self.default, "tag": self.tag}}
 
     def config_class(self, value: dict) -> type[Settings]:
         from closedloop import registry
@@ -63,3 +111,47 @@ def kind_of(role: str, default: str, tag: str = "kind"):
     """The type of a field holding a kind of `role` (see KindOf)."""
     marker = KindOf(role, default, tag)
     return Annotated[SerializeAsAny[Settings], WrapValidator(marker.validate), marker]
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """Marks what a text field holds, for the field reference and the JSON Schema ("path": a file
+    read by the run; "import": a Python object named 'module:attribute')."""
+
+    name: str
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        return {**handler(core_schema), "format": self.name}
+
+
+def protocol_dir(info: ValidationInfo) -> Path | None:
+    """The folder of the protocol file being validated (given by protocol.validate), if any."""
+    folder = (info.context or {}).get("protocol_dir")
+    return Path(folder) if folder else None
+
+
+def _beside_protocol(value: str, info: ValidationInfo) -> str:
+    path = Path(value).expanduser()
+    folder = protocol_dir(info)
+    return str(folder / path) if folder is not None and not path.is_absolute() else str(path)
+
+
+def _importable_beside_protocol(value: str, info: ValidationInfo) -> str:
+    """'module:attribute' (a module on the path, or beside the protocol) or 'file.py:attribute';
+    a module or file beside the protocol becomes 'FOLDER/module:attribute' (see neurons/dnn.py)."""
+    module, sep, attribute = value.rpartition(":")
+    folder = protocol_dir(info)
+    if not sep or folder is None or Path(module).is_absolute():
+        return value
+    if module.endswith(".py"):
+        return f"{folder / Path(module).expanduser()}:{attribute}"
+    top = folder / module.split(".")[0]
+    if top.with_suffix(".py").is_file() or top.is_dir():
+        return f"{folder}/{module}:{attribute}"
+    return value
+
+
+# a file the run reads: relative paths resolve beside the protocol file, not the working directory
+ProtocolPath = Annotated[str, AfterValidator(_beside_protocol), FieldType("path")]
+# a Python object to import: a module (installed, or beside the protocol) or a .py file, and a name in it
+ImportTarget = Annotated[str, AfterValidator(_importable_beside_protocol), FieldType("import")]

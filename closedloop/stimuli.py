@@ -11,19 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 NOISE_KINDS = ("white", "pink", "tv")
-
-
-def modality_of(neuron) -> str:
-    named = getattr(neuron, "modality", None)
-    if named in ("image", "audio"):
-        return named
-    return "audio" if len(neuron.stimulus_shape) == 1 else "image"
-
-
-def sample_rate_of(neuron) -> int | None:
-    if modality_of(neuron) != "audio":
-        return None
-    return int(getattr(neuron, "sample_rate", None) or 16000)
+# static named by its colour -> (noise kind, alpha) for `noise`: an image's amplitude spectrum 1/f^alpha
+STATIC_COLOURS = {"white": ("white", None), "pink": ("pink", 1.0), "brown": ("pink", 2.0)}
 
 
 def image_size(shape) -> tuple[int, int, int]:
@@ -37,7 +26,7 @@ def image_size(shape) -> tuple[int, int, int]:
 
 def to_neuron_range(patterns: np.ndarray, neuron, contrast: float) -> np.ndarray:
     """Unit-RMS deviations -> stimuli the neuron accepts, with RMS `contrast` of its range."""
-    value_range = getattr(neuron, "value_range", None)
+    value_range = neuron.value_range
     if value_range is None:
         return patterns * contrast
     lo, hi = value_range
@@ -49,7 +38,7 @@ def grating(shape, orientation: float, spatial_frequency: float, phase: float,
     """A sinusoidal grating of unit RMS (full field); angles in degrees, frequency in cycles/pixel.
 
     Orientation is that of the wave vector and phase is relative to the image centre, as in
-    closedloop.neurons.receptive_fields.gabor, so a grating matched to a Gabor shares its numbers."""
+    closedloop.neurons.front_ends.base.gabor, so a grating matched to a Gabor shares its numbers."""
     channels, height, width = image_size(shape)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     cy, cx = (height - 1) / 2, (width - 1) / 2
@@ -75,7 +64,7 @@ def tone(n_samples: int, sample_rate: int, frequency: float, level_db: float, ra
 
 def tones_to_range(waves: np.ndarray, neuron) -> np.ndarray:
     """Full-scale waveforms -> the neuron's range (full scale = half the range)."""
-    value_range = getattr(neuron, "value_range", None)
+    value_range = neuron.value_range
     if value_range is None:
         return waves
     lo, hi = value_range

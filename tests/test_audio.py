@@ -141,17 +141,23 @@ def write_audio_log(tmp_path):
 def test_analyze_writes_wavs_and_spectrograms_of_an_audio_run(tmp_path):
     path, space, best_index = write_audio_log(tmp_path)
     numbers = analyze(path, tmp_path / "out")
-    rate, data = read_wav(numbers["best_wav"])
+    rate, data = read_wav(numbers["sounds"]["best sound of the run"])
     assert rate == 16000 and data.shape == (4000,)
     assert np.abs(data).max() <= 10 ** (-1 / 20) + 1e-4
     original = space.render(space.sample(np.random.default_rng(0), 20)[[best_index]])[0]
     assert np.corrcoef(original, data)[0, 1] > 0.999  # the sound that was scored, re-rendered from z
-    assert sorted(numbers["generation_wavs"]) == [0, 1, 2, 3]
-    for wav in numbers["generation_wavs"].values():
-        assert read_wav(wav)[0] == 16000
+    generations = [label for label in numbers["sounds"] if label.startswith("best of generation")]
+    assert generations == [f"best of generation {g}" for g in range(4)]
+    for label in generations:
+        assert read_wav(numbers["sounds"][label])[0] == 16000
     assert (tmp_path / "out" / "sounds" / "best.png").stat().st_size > 1000
     assert (tmp_path / "out" / "sounds" / "generations.png").stat().st_size > 1000
-    assert read_wav(numbers["optimal_wav"])[1].shape == (4000,)
+    assert {str(tmp_path / "out" / "sounds" / name) for name in ("best.png", "generations.png", "optimal.png")} <= set(
+        numbers["figures"])  # every figure reaches the report
+    assert read_wav(numbers["sounds"]["the cell's optimal sound (ground truth)"])[1].shape == (4000,)
+    page = path.with_suffix(".html").read_text()
+    assert page.count("<audio controls") == len(numbers["sounds"]) == 6  # a player per sound
+    assert page.count('src="data:image/png;base64,') == 1 + len(numbers["figures"]) == 4
     assert numbers["spectrogram_correlation"] > 0.3, numbers["spectrogram_correlation"]
     sound = numbers["sound"]
     assert set(sound) >= {"f0", "hnr_db", "spectral_flatness", "note"}

@@ -55,7 +55,8 @@ PROTOCOLS = [
     (variant(budget=-3), "budget: Input should be greater than or equal to 1"),
     (variant(generations=None), "give generations or budget"),
     (variant(aggregate="max"), "aggregate: String should match pattern"),
-    (variant(space__size=10), "space: renders stimuli of shape (10, 10) but the neuron takes (8, 8)"),
+    (variant(space__size=10), "space: pixels renders stimuli of shape (10, 10) but the neuron takes (8, 8); "
+                              "use space: {kind: fourier, size: 8} (or pixels)"),
     (variant(neuron="spiking"), "neuron: expected a mapping with a 'kind', got a string"),
     (variant(neuron=DELETE), "neuron: required section missing"),
     (variant(space=DELETE), "space: required section missing"),
@@ -67,7 +68,7 @@ PROTOCOLS = [
     (variant(neuron__target="gpu"), "neuron.target: String should match pattern"),
     (variant(optimizer={"kind": "genetic", "popsize": 4, "elites": 4}), "optimizer: elites (4) must be fewer than popsize (4)"),
     (variant(seed_stimuli={"images": ["mona_lisa"]}), "seed_stimuli.images: unknown picture 'mona_lisa'"),
-    (variant(seed_stimuli={"run": "missing.h5"}), "seed_stimuli.run: missing.h5: no such run log"),
+    (variant(seed_stimuli={"run": "missing.h5"}), "/missing.h5: no such run log"),  # beside the protocol
     (variant(optimizer__popsize="4x"), "optimizer.popsize: Input should be a valid integer"),
     (variant(neuron__size=1), "neuron.size: Input should be greater than or equal to 2"),
     (variant(budget=3), "budget: 3 presentations are fewer than one generation (4 stimuli x 1 repeats = 4)"),
@@ -152,18 +153,23 @@ def test_resume_of_a_complete_run_is_refused(capsys, good_log):
 
 
 def test_resume_of_a_run_still_being_written_is_refused(tmp_path, capsys, good_log):
-    from closedloop.recording.writer import lock, unlock
+    import subprocess
+    import sys
 
     path = tmp_path / "live.h5"
     path.write_bytes(good_log.read_bytes())
     with h5py.File(path, "a") as f:
         f["status"][0] = 0
-    held = lock(path)  # as a running writer holds it
+    holder = subprocess.Popen(  # another process holds the lock, as a running writer does
+        [sys.executable, "-c", "import sys; from pathlib import Path; from closedloop.recording.writer import lock; "
+         f"lock(Path({str(path)!r})); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline().strip() == "held"
         assert main(["resume", str(path)]) == 2
         assert "is being written by another closedloop process" in capsys.readouterr().err
     finally:
-        unlock(path, held)
+        holder.communicate("")
 
 
 @register("space", "test_nan_space")

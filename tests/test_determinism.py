@@ -36,8 +36,9 @@ def same(a, b):
         assert x.trials.equals(y.trials)
         np.testing.assert_array_equal(x.z, y.z)
         np.testing.assert_array_equal(x.file["spikes/times"][()], y.file["spikes/times"][()])
-        for name in x.file["state"]:
-            np.testing.assert_array_equal(x.state(name), y.state(name))
+        assert x.saved_state.keys() == y.saved_state.keys()
+        for name, values in x.saved_state.items():
+            np.testing.assert_array_equal(values, y.saved_state[name])
 
 
 @pytest.mark.parametrize("name", NEURONS)

@@ -15,9 +15,8 @@ from closedloop.analysis import analyze
 from closedloop.component import Settings
 from closedloop.errors import ProtocolError
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.receptive_fields import gabor
+from closedloop.neurons.front_ends.base import gabor
 from closedloop.recording import open_run
-from closedloop.recording.tables import load_tables
 from closedloop.registry import register
 from closedloop.stimuli import noise, noise_amplitude
 
@@ -126,13 +125,25 @@ def test_tuning_finds_the_gabor_orientation(tmp_path):
     assert abs(numbers["preferred_orientation"] - 120) < 7.5
     assert 0.1 <= numbers["preferred_spatial_frequency"] <= 0.2
     assert 5 < numbers["bandwidth_orientation"] < 60
-    trials = load_tables(path)["trials"]
+    with open_run(path) as log:
+        trials = log.trials
     assert len(trials) == 12 * 3 * 4 * 3
+    assert trials.attrs["units"]["orientation"] == "deg" and trials.attrs["units"]["t_start"] == "s"
+    assert "grating_phase" in trials and trials["phase"].eq("search").all()  # no collision with the trial phase
     assert set(trials["orientation"].round(6)) == set(np.arange(12) * 15.0)
     assert (np.diff(trials["t_start"]) > 0).all()
     # repeats interleaved: every grid point's first presentation comes before any second one
     first, second = trials[trials["repeat"] == 0]["t_start"], trials[trials["repeat"] == 1]["t_start"]
     assert first.max() < second.min()
+
+
+def test_a_centre_surround_cell_has_no_preferred_orientation(tmp_path):
+    path, numbers = run(tmp_path, {"kind": "tuning", "seed": 3, "neuron": {"kind": "lnp", "size": 16, "field": "dog"},
+                                   "orientations": 8, "spatial_frequencies": [0.05, 0.1, 0.2, 0.3], "phases": 4,
+                                   "repeats": 4})
+    assert np.isnan(numbers["preferred_orientation"]) and numbers["tuning_p_orientation"] > 0.05
+    assert "orientation: untuned, no preferred value" in numbers["lines"][1]
+    assert 0.05 <= numbers["preferred_spatial_frequency"] <= 0.3 and numbers["tuning_p_spatial_frequency"] < 1e-3
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@ checked with pynwb read-back and nwbinspector; audio neurons through the tuning 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import Field
@@ -141,3 +143,34 @@ def test_audio_tuning_finds_the_best_frequency_and_exports(tmp_path):
         sounds = io.read().stimulus["presented_sounds"]
         assert sounds.rate == 16000
         assert np.abs(sounds.data[()]).max() == pytest.approx(10 ** (-10 / 20), rel=0.01)
+
+
+def fixture_log(protocol_path):
+    """The short log of a shipped protocol (tests/fixtures/logs); of a sweep, its first run."""
+    logs = Path(__file__).parent / "fixtures" / "logs"
+    folder = logs / protocol_path.stem
+    return sorted(folder.glob("*.h5"))[0] if folder.is_dir() else logs / f"{protocol_path.stem}.h5"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol_path", sorted((Path(__file__).parents[1] / "protocols").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_protocol_exports_nwb_that_dandi_accepts(protocol_path, tmp_path):
+    from nwbinspector import inspect_nwbfile, load_config
+
+    out = tmp_path / "run.nwb"
+    assert main(["export", str(fixture_log(protocol_path)), str(out), "--experimenter", "Doe, Jane",
+                 "--institution", "Closed Loop Lab", "--subject-id", "cell-1"]) == 0
+    messages = [f"{m.check_function_name}: {m.message}" for m in
+                inspect_nwbfile(nwbfile_path=str(out), config=load_config("dandi"))]
+    assert messages == []
+    with pynwb.NWBHDF5IO(str(out), "r") as io:
+        nwb = io.read()
+        assert nwb.subject.subject_id == "cell-1" and nwb.experimenter == ("Doe, Jane",)
+        assert len(nwb.stimulus) + len(nwb.stimulus_template) == 1  # the stimuli, also when only latents were logged
+        table = nwb.trials.to_dataframe()
+        for name in table.columns:  # no column that holds nothing
+            assert not (table[name].dtype.kind == "f" and table[name].isna().all()), name
+            assert name != "spike_count" or table[name].sum() > 0
+        for column in nwb.trials.columns[2:]:
+            assert ", unit: " in column.description, column.name

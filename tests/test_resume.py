@@ -92,7 +92,7 @@ def test_ctrl_c_stops_after_the_generation_and_says_how_to_resume(uninterrupted)
     wait_for_generations(folder / "interrupted.h5", 3, process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
+    assert process.returncode == 130, err  # interrupted by SIGINT (docs/reliability.md)
     assert f"continue with: closedloop resume {folder / 'interrupted.h5'}" in out
     with open_run(folder / "interrupted.h5") as run:
         assert run.status == "interrupted" and 3 <= len(run.generations) < 14
@@ -155,7 +155,7 @@ def test_ctrl_c_during_a_brian2_simulation_stops_cleanly(tmp_path):
     wait_for_trials(tmp_path / "t.h5", process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 0, err
+    assert process.returncode == 130, err  # interrupted by SIGINT
     assert "run it again to redo it" in out and "Simulation stop requested" not in err
     assert main(["run", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "whole.h5"), "-q"]) == 0
     with open_run(tmp_path / "t.h5") as run, open_run(tmp_path / "whole.h5") as whole:

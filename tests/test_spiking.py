@@ -2,14 +2,18 @@
 curve, tuning, phase invariance, centre-surround preference, adaptation, drift, variability,
 determinism. Real Brian2 (runtime numpy mode; one slow test builds the standalone binary)."""
 
-from dataclasses import replace
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from closedloop.errors import ProtocolError
-from closedloop.neurons.brian_engine import Inputs, Layout, noise_normal_numpy, simulate, simulator, standalone_size
-from closedloop.neurons.brian_models import LIFSettings, cell_model, parse_quantity
+from closedloop.neurons.brian_engine import Engine, Inputs, compiler_works, standalone_size
+from closedloop.neurons.brian_noise import noise_normal_numpy
+from closedloop.neurons.cells.base import parse_quantity
+from closedloop.neurons.cells.lif import LIF, LIFSettings
 from closedloop.neurons.spiking import SpikingCell, SpikingSettings
 
 SIZE, CONTRAST = 16, 0.25
@@ -31,8 +35,8 @@ def grating(orientation, frequency=0.15, phase=0.0, size=SIZE, contrast=CONTRAST
 def test_lif_matches_the_analytic_f_i_curve():
     cell = LIFSettings(escape_rate=0, noise_sigma=0, tau_m=20, v_reset=-65, refractory=2)
     currents = np.linspace(0.16, 0.6, 12)  # nA, above the rheobase (v_threshold - v_rest) / R = 0.15 nA
-    layout = Layout(cell_model(cell), len(currents), 0.1, 200.0, cell.noise_tau)
-    counts, _ = simulate(layout, Inputs(currents * 1e-9, np.zeros(12), np.zeros(12), 0.0, 1), "numpy")
+    engine = Engine(LIF(cell, 0).model, 0.1, 200.0, cell.noise_tau, target="numpy")
+    counts, _ = engine.simulate(Inputs(currents * 1e-9, np.zeros(12), np.zeros(12), 0.0, 1), call=1)
     tau, v_inf = cell.tau_m, cell.v_rest + cell.resistance * currents  # ms, mV
     to_threshold = tau * np.log((v_inf - cell.v_reset) / (v_inf - cell.v_threshold))
     first = tau * np.log((v_inf - cell.v_rest) / (v_inf - cell.v_threshold))  # starts at rest
@@ -180,20 +184,70 @@ def test_protocol_errors_name_the_field():
         parse(text % "zebra")
 
 
-@pytest.mark.slow
-def test_standalone_binary_gives_the_same_spikes_as_runtime_mode():
+def lif_engine(target, window=100.0):
     cell = LIFSettings()
-    layout = Layout(cell_model(cell), 50, 0.1, 100.0, cell.noise_tau)  # built for 64 cells: padding is exercised
+    return Engine(LIF(cell, 0).model, 0.1, window, cell.noise_tau, target=target)
+
+
+def batch_inputs(n=50):
     rng = np.random.default_rng(3)
-    inputs = Inputs(np.linspace(0.05, 0.4, 50) * 1e-9, rng.normal(0, 1e-3, 50), rng.normal(0, 3e-11, 50), 3.5e-11, 9)
-    compiled, runtime = simulate(layout, inputs, "standalone"), simulate(layout, inputs, "numpy")
-    assert len(compiled[0]) == 50
-    assert np.abs(compiled[0] - runtime[0]).sum() <= 2  # -ffast-math may flip a rare threshold crossing
-    assert compiled[0].sum() > 80
+    return Inputs(np.linspace(0.05, 0.4, n) * 1e-9, rng.normal(0, 1e-3, n), rng.normal(0, 3e-11, n), 3.5e-11, 9)
+
+
+def test_a_simulation_leaves_brian2_preferences_as_it_found_them():
+    import brian2 as b2
+
+    b2.prefs["devices.cpp_standalone.openmp_threads"] = 3  # not the default, which the old code reset to
+    try:
+        before = dict(b2.prefs)
+        custom = {"model": "custom", "equations": "dv/dt = (-v + 100*Mohm * (I_stim + I_noise)) / (10*ms) : volt",
+                  "threshold": "v > 15*mV + theta", "reset": "v = 0*mV"}
+        make_cell(reset_state=True, window=20.0, cell=custom).present(np.array([grating(30)]), 2)  # checks, then runs
+        assert dict(b2.prefs) == before
+    finally:
+        b2.prefs["devices.cpp_standalone.openmp_threads"] = 0
+
+
+def test_auto_target_runs_numpy_only_while_the_binary_is_not_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLOSEDLOOP_CACHE", str(tmp_path))  # nothing built
+    engine = lif_engine("auto")
+    later = "standalone" if compiler_works() else "numpy"
+    assert [engine.resolve_target(80, call) for call in (1, 2, 3)] == ["numpy", "numpy", later]
+    engine.broken = "the compiler crashed"
+    assert engine.resolve_target(80, 3) == "numpy"
+    assert lif_engine("standalone").resolve_target(80, 1) == "standalone"
+    assert lif_engine("numpy").resolve_target(80, 5) == "numpy"
+
+
+@pytest.mark.slow
+def test_standalone_binary_gives_the_same_spikes_as_runtime_mode(tmp_path, monkeypatch):
+    """Bit for bit, so that `auto` may skip the numpy warm-up once a binary is cached without
+    changing any log; and the build leaves Brian2's preferences as they were."""
+    import brian2 as b2
+
+    monkeypatch.setenv("CLOSEDLOOP_CACHE", str(tmp_path))  # a real build, whatever the usual cache holds
+    before = dict(b2.prefs)
+    compiled = lif_engine("standalone")
+    inputs = batch_inputs(50)  # the binary has 64 cells: padding is exercised
+    (counts, spikes), (counts_np, spikes_np) = compiled.simulate(inputs, 1), lif_engine("numpy").simulate(inputs, 1)
+    assert dict(b2.prefs) == before
+    assert counts.sum() > 80
+    np.testing.assert_array_equal(counts, counts_np)
+    for a, b in zip(spikes, spikes_np):
+        np.testing.assert_array_equal(a, b)
     # the thresholder's loop was split for vectorisation (a Brian2 upgrade could silently skip it)
-    project = simulator(replace(layout, n=standalone_size(50)), "standalone").project
+    project = compiled.simulator(standalone_size(50), "standalone").project
     sources = [path.read_text() for path in (project / "code_objects").glob("cells_spike_thresholder_codeobject*.cpp")]
     assert sources and all("_closedloop_fire[_idx] = _cond;" in text for text in sources)
+    fresh = lif_engine("auto")  # another cell finds the binary: no warm-up in numpy mode for that size
+    assert fresh.resolve_target(50, 1) == "standalone" and fresh.resolve_target(100, 1) == "numpy"
+    # a new process runs the cached binary without importing Brian2 (about 1.5 s of CPU)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from test_spiking import lif_engine, batch_inputs; "
+              "counts, _ = lif_engine('auto').simulate(batch_inputs(50), 1); "
+              "print(int(counts.sum()), 'brian2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == [str(counts.sum()), "False"]
 
 
 def test_dnn_unit_front_end_drives_the_cell():

@@ -1,4 +1,4 @@
-"""The zoo's four networks carry their real weights: each unit does the job it was trained for."""
+"""The zoo's five networks carry their real weights: each unit does the job it was trained for."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def sines(frequencies, n_samples=4096, amplitude=0.5):
 
 
 def test_names_and_bad_names():
-    assert zoo.names() == ["digits", "face", "pitch", "speech"]
+    assert zoo.names() == ["digits", "face", "pitch", "speech", "word", "note"]
     with pytest.raises(ValueError, match="unknown zoo model 'cat'.*digits"):
         zoo.load("cat")
     with pytest.raises(ValueError, match="unknown unit 'class10'.*class0..class9"):
@@ -57,14 +57,14 @@ def test_names_and_bad_names():
 @pytest.mark.slow
 def test_weight_packages_are_not_imported():
     script = ("import sys; from closedloop import zoo\n"
-              "for name in ('face', 'pitch', 'speech'): zoo.load(name)\n"
-              "print(sorted(m for m in ('facenet_pytorch', 'torchcrepe', 'silero_vad', 'torchvision', "
-              "'torchaudio') if m in sys.modules))")
+              "for name in ('face', 'pitch', 'speech', 'note'): zoo.load(name)\n"
+              "print(sorted(m for m in ('facenet_pytorch', 'torchcrepe', 'silero_vad', 'basic_pitch', 'torchvision', "
+              "'torchaudio', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("name", ["digits", "face", "pitch", "speech"])
+@pytest.mark.parametrize("name", ["digits", "face", "pitch", "speech", "note"])
 def test_every_listed_unit_reads_an_existing_channel(name):
     model = zoo.load(name)
     assert not model.module.training and model.default_unit in model.unit_names()

@@ -51,23 +51,51 @@ def read_wav(path) -> tuple[int, np.ndarray]:
     return int(rate), np.asarray(data, dtype=np.float64)
 
 
-def show_spectrogram(ax, wave, sample_rate, title=None, f_max=8000.0):
+def show_spectrogram(ax, wave, sample_rate, title=None, f_max=None, target=None, floor_db=80.0):
+    """Power in dB re the loudest bin of the sound (0 to -floor_db), up to f_max Hz (default: a
+    little above the highest frequency within floor_db of the peak); `target` (Hz) is drawn as a
+    dashed line. Returns the mesh, for a colour bar."""
     frequencies, times, power = spectrogram(np.asarray(wave, dtype=np.float64), fs=sample_rate, nperseg=512,
                                             noverlap=448, scaling="spectrum")
-    level = 10 * np.log10(power + 1e-12)
-    top = level.max()
+    level = 10 * np.log10(power + 1e-20)
+    level -= level.max()
+    if f_max is None:
+        f_max = band_top(frequencies, level, floor_db)
     keep = frequencies <= f_max
-    ax.pcolormesh(times, frequencies[keep], level[keep], vmin=top - 80, vmax=top, shading="auto", cmap="magma")
+    mesh = ax.pcolormesh(times, frequencies[keep], level[keep], vmin=-floor_db, vmax=0, shading="auto", cmap="magma")
+    if target:
+        from matplotlib import patheffects
+
+        ax.axhline(target, color="w", lw=0.9, ls="--")
+        ax.annotate(f"target {target:.4g} Hz", (times[0], target), xytext=(2, 3), textcoords="offset points",
+                    color="w", fontsize=7, path_effects=[patheffects.withStroke(linewidth=2, foreground="k")])
+    ax.set_ylim(0, frequencies[keep].max())
     ax.set_xlabel("time (s)", fontsize=8)
     ax.set_ylabel("frequency (Hz)", fontsize=8)
     ax.tick_params(labelsize=7)
     if title:
         ax.set_title(title, fontsize=8)
+    return mesh
 
 
-def spectrogram_png(path, wave, sample_rate, title=None) -> str:
-    fig, ax = plt.subplots(figsize=(5, 3))
-    show_spectrogram(ax, wave, sample_rate, title)
+def band_top(frequencies, level, floor_db=80.0) -> float:
+    """A round frequency a little above the highest one that comes within floor_db of the peak."""
+    loud = frequencies[(level > -floor_db).any(axis=1)]
+    top = float(loud.max()) if len(loud) else float(frequencies.max())
+    step = 500.0 if top > 1000 else 100.0
+    return min(float(frequencies.max()), step * np.ceil(top * 1.05 / step))
+
+
+def colour_bar(fig, mesh, axes):
+    bar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02)
+    bar.set_label("power (dB re the loudest bin)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return bar
+
+
+def spectrogram_png(path, wave, sample_rate, title=None, target=None) -> str:
+    fig, ax = plt.subplots(figsize=(5.6, 3), layout="constrained")
+    colour_bar(fig, show_spectrogram(ax, wave, sample_rate, title, target=target), ax)
     return save(fig, path)
 
 
@@ -166,45 +194,48 @@ def describe_sound(wave, sample_rate) -> dict:
 
 # --- the hook called by the evolve analysis -----------------------------------------------------
 
-def sounds(run, indices) -> np.ndarray:
-    """Waveforms of the given stimuli: as logged, or re-rendered from their latents by the run's
-    space (rendering is deterministic, so this is the sound that was played)."""
-    indices = np.asarray(indices, dtype=int)
-    logged = run.rendered(indices)
-    if logged is not None:
-        return logged.astype(np.float64)
-    from closedloop.protocol import parse
-
-    space = parse(run.protocol, str(run.path)).build("space")
-    return space.render(run.z[indices].astype(np.float64))
-
-
 def chosen_generations(n_generations: int, count: int = 5) -> list[int]:
     return np.unique(np.linspace(0, n_generations - 1, min(count, n_generations)).round().astype(int)).tolist()
 
 
+def target_frequency(run) -> float | None:
+    """The frequency the unit is said to prefer: a pitch unit's claim, or an auditory cell's best
+    frequency (Hz); None when the unit names none."""
+    claim = run.claim
+    if claim is not None and claim[0] == "pitch" and claim[1]:
+        return float(claim[1])
+    front_end = run.config.get("neuron", {}).get("front_end", {})
+    best = front_end.get("best_frequency") if isinstance(front_end, dict) else None
+    return float(best) if isinstance(best, (int, float)) else None
+
+
 def analyze_sounds(run, out_dir, best_index: int, per_generation: list[int], numbers: dict,
                    generations=None) -> list[str]:
-    """Write WAVs and spectrograms into out_dir/sounds, add the numbers, return lines to print."""
+    """Write WAVs and spectrograms into out_dir/sounds; add the numbers, the figures and the
+    sounds (label -> WAV, for the report's players); return lines to print."""
     out = Path(out_dir) / "sounds"
     out.mkdir(parents=True, exist_ok=True)
-    rate = run.sample_rate
+    rate, target = run.sample_rate, target_frequency(run)
     picks = chosen_generations(len(per_generation)) if generations is None else list(generations)
-    waves = sounds(run, [best_index] + [per_generation[g] for g in picks])
+    waves = run.rendered([best_index] + [per_generation[g] for g in picks]).astype(np.float64)
     best = waves[0]
-    numbers["best_wav"] = write_wav(out / "best.wav", best, rate)
-    numbers["best_spectrogram"] = spectrogram_png(out / "best.png", best, rate, "best sound of the run")
-    numbers["generation_wavs"] = {}
+    sounds = numbers.setdefault("sounds", {})
+    figures = numbers.setdefault("figures", [])
+    sounds["best sound of the run"] = write_wav(out / "best.wav", best, rate)
+    figures.append(spectrogram_png(out / "best.png", best, rate, "best sound of the run", target))
     for g, wave in zip(picks, waves[1:]):
-        numbers["generation_wavs"][g] = write_wav(out / f"generation_{g:03d}.wav", wave, rate)
-    _spectrogram_strip(out / "generations.png", picks, waves[1:], rate)
+        sounds[f"best of generation {g}"] = write_wav(out / f"generation_{g:03d}.wav", wave, rate)
+    figures.append(_spectrogram_strip(out / "generations.png", picks, waves[1:], rate, target))
     numbers["sound"] = describe_sound(best, rate)
     numbers["sound_per_generation"] = {g: describe_sound(w, rate) for g, w in zip(picks, waves[1:])}
+    if target:
+        numbers["target_frequency"] = target
+        numbers.setdefault("units", {})["target_frequency"] = "Hz"
     sound = numbers["sound"]
     pitch = (f"{sound['f0']:.1f} Hz ({sound['note']})" if np.isfinite(sound["f0"]) else "none (unvoiced)")
-    truth = _against_optimum(run, out, best, numbers)
+    truth = _against_optimum(run, out, best, numbers, target)
     return truth + [
-        f"best sound: {numbers['best_wav']} (spectrogram {numbers['best_spectrogram']})",
+        f"best sound: {sounds['best sound of the run']} (spectrogram {out / 'best.png'})",
         f"independent measures of the best sound: YIN pitch {pitch}, voiced {sound['voiced_fraction']:.0%} of "
         f"frames, HNR {sound['hnr_db']:.1f} dB, spectral flatness {sound['spectral_flatness']:.2g} (1 = white noise, 0 = pure tone)",
         f"best sounds of generations {', '.join(map(str, picks))}: {out}/generation_*.wav "
@@ -218,28 +249,33 @@ def power_spectrogram(wave, sample_rate, window=256):
     return power
 
 
-def _against_optimum(run, out, best, numbers) -> list[str]:
+def _against_optimum(run, out, best, numbers, target=None) -> list[str]:
     """For a cell whose optimal sound is known (the STRF cell logs it): write it as a WAV too, and
     correlate the power spectrograms of the best and the optimal sound."""
-    known = run.file.get("neuron")
-    if known is None or "optimal_stimulus" not in known:
+    known = run.ground_truth()
+    if "optimal_stimulus" not in known:
         return []
-    optimum = np.asarray(known["optimal_stimulus"][()], dtype=np.float64).ravel()
+    optimum = np.asarray(known["optimal_stimulus"], dtype=np.float64).ravel()
     if optimum.shape != best.shape:
         return []
     rate = run.sample_rate
-    numbers["optimal_wav"] = write_wav(out / "optimal.wav", optimum, rate)
-    spectrogram_png(out / "optimal.png", optimum, rate, "the cell's optimal sound (ground truth)")
+    numbers["sounds"]["the cell's optimal sound (ground truth)"] = write_wav(out / "optimal.wav", optimum, rate)
+    numbers["figures"].append(spectrogram_png(out / "optimal.png", optimum, rate,
+                                              "the cell's optimal sound (ground truth)", target))
     a, b = power_spectrogram(best, rate).ravel(), power_spectrogram(optimum, rate).ravel()
     a, b = a - a.mean(), b - b.mean()
     numbers["spectrogram_correlation"] = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0))
-    return [f"the cell's optimal sound: {numbers['optimal_wav']}; correlation of the power spectrograms of "
+    return [f"the cell's optimal sound: {out / 'optimal.wav'}; correlation of the power spectrograms of "
             f"the best and the optimal sound: {numbers['spectrogram_correlation']:.3f}"]
 
 
-def _spectrogram_strip(path, picks, waves, rate):
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.6), squeeze=False)
+def _spectrogram_strip(path, picks, waves, rate, target=None):
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.5 * len(picks) + 1.2, 2.7), squeeze=False,
+                             layout="constrained")
+    frequencies, _, power = spectrogram(np.concatenate(waves), fs=rate, nperseg=512, noverlap=448)
+    f_max = band_top(frequencies, 10 * np.log10(power + 1e-20) - 10 * np.log10(power.max() + 1e-20))
+    mesh = None
     for ax, g, wave in zip(axes[0], picks, waves):
-        show_spectrogram(ax, wave, rate, f"best of generation {g}")
-    fig.tight_layout()
+        mesh = show_spectrogram(ax, wave, rate, f"best of generation {g}", f_max=f_max, target=target)
+    colour_bar(fig, mesh, axes[0].tolist())
     return save(fig, path)

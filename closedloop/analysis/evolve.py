@@ -4,30 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop import protocol as protocol_module
-from closedloop.errors import ClosedLoopError
 from closedloop.analysis.plots import correlation, plt, save, show_image
-
-
-def best_per_generation(run) -> list[int]:
-    """Index of the stimulus with the highest mean response in each generation."""
-    means = run.stimulus_means()
-    generation_of = run.file["stimuli/generation"][()]
-    means["generation"] = generation_of[means.index.to_numpy()]
-    return [int(group["mean"].idxmax()) for _, group in means.groupby("generation")]
-
-
-def rendered(run, indices) -> np.ndarray | None:
-    """The logged renderings of these stimuli, or (when the run did not keep them, as for large
-    colour images) their latent vectors rendered again by the space the run used."""
-    images = run.rendered(indices)
-    if images is not None:
-        return images
-    try:
-        space = protocol_module.parse(run.protocol, str(run.path)).build("space")
-        return space.render(run.z[np.asarray(indices)])
-    except (ClosedLoopError, KeyError, ValueError, NotImplementedError):
-        return None
 
 
 def analyze(run, out_dir) -> dict:
@@ -45,10 +22,10 @@ def analyze(run, out_dir) -> dict:
         "presentations_to_best": int(generations.loc[first_hit, "presentations"]),
     }
     rf = run.receptive_field
-    per_generation = best_per_generation(run)
-    images = rendered(run, per_generation) if run.modality == "image" else None
+    per_generation = run.best_per_generation()
+    images = run.rendered(per_generation) if run.modality == "image" else None
     if rf is not None and images is not None:
-        numbers["rf_correlation"] = correlation(rendered(run, [best_index])[0], rf)
+        numbers["rf_correlation"] = correlation(run.rendered([best_index])[0], rf)
         numbers["rf_correlation_per_generation"] = [correlation(image, rf) for image in images]
     numbers["figure"] = str(out_dir / "evolve.png")
     audio_lines = []
@@ -67,14 +44,13 @@ def analyze(run, out_dir) -> dict:
     if np.isfinite(clean).any():  # the neuron knows its noise-free response (network units, LNP)
         numbers["best_clean_response"] = float(np.nanmax(clean))
         lines.append(f"best clean (noise-free) response: {numbers['best_clean_response']:.6g}")
-    retest = run.trials[run.trials["phase"] == "retest"]
-    if len(retest):
-        means = retest.groupby("stimulus")["response"].agg(["mean", "sem", "size"])
-        top = means["mean"].idxmax()
-        numbers["retest_best_response"] = float(means.loc[top, "mean"])
-        numbers["retest_best_stimulus"] = int(top)
-        lines.append(f"re-test of the top {len(means)} stimuli ({int(means.loc[top, 'size'])} repeats each): best "
-                     f"{means.loc[top, 'mean']:.3g} ± {means.loc[top, 'sem']:.2g} {unit} (mean ± s.e.m.)")
+    optimum = run.optimum()
+    if optimum is not None and optimum["retested"]:
+        numbers["retest_best_response"] = optimum["response"]
+        numbers["retest_best_stimulus"] = optimum["stimulus"]
+        numbers["retest_sem"] = optimum["sem"]
+        lines.append(f"re-test of the top {optimum['candidates']} stimuli ({optimum['repeats']} repeats each): best "
+                     f"{optimum['response']:.3g} ± {optimum['sem']:.2g} {unit} (mean ± s.e.m.)")
     judged, judge_lines = _judge_best(run)
     if judged:
         numbers["judges"] = judged
@@ -94,27 +70,33 @@ def _judge_best(run, top: int = 8) -> tuple[dict, list[str]]:
         return {}, []
     means = run.stimulus_means()["mean"].sort_values(ascending=False, kind="stable")
     best = np.sort(means.index[:top].to_numpy())
-    return judge_stimuli(run, rendered(run, best), f"best stimuli (top {len(best)} by mean response)")
+    return judge_stimuli(run, run.rendered(best), f"best stimuli (top {len(best)} by mean response)")
 
 
 def _figure(run, generations, rf, images, per_generation, path):
-    shown = min(8, len(per_generation))
+    """The best stimulus of chosen generations above the search's progress (for images; the
+    sounds have their own spectrograms)."""
+    shown = min(8, len(per_generation)) if images is not None else 0
     picks = np.unique(np.linspace(0, len(per_generation) - 1, shown).round().astype(int)) if shown else []
-    columns = max(len(picks) + (rf is not None), 3)
-    fig = plt.figure(figsize=(1.4 * columns, 4.2))
-    grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+    pictures = len(picks) + (rf is not None)
+    columns = max(pictures, 3)
+    if pictures:
+        fig = plt.figure(figsize=(1.4 * columns, 4.2))
+        grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
+        ax = fig.add_subplot(grid[1, :])
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3))
     col = 0
     if rf is not None:
         show_image(fig.add_subplot(grid[0, 0]), rf, "true receptive field")
         col = 1
-    if images is not None:
-        for k, g in enumerate(picks):
-            show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
-    ax = fig.add_subplot(grid[1, :])
+    for k, g in enumerate(picks):
+        show_image(fig.add_subplot(grid[0, col + k]), images[g], f"best of gen {g}")
     ax.plot(generations["generation"], generations["best"], label="best so far")
     ax.plot(generations["generation"], generations["max"], ".", alpha=0.5, label="best of generation")
     ax.plot(generations["generation"], generations["mean"], label="generation mean")
     ax.set_xlabel("generation")
-    ax.set_ylabel(f"response ({run.response_unit} per presentation)")
+    ax.set_ylabel(f"{run.response_unit} per presentation")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
     save(fig, path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from closedloop.analysis.plots import correlation, plt, save
-from closedloop.recording.tables import trial_table
 
 
 def block_table(trials):
@@ -58,10 +57,10 @@ def condition_name(value: float) -> str:
 
 
 def analyze(run, out_dir) -> dict:
-    trials = trial_table(run)
+    trials = run.trials
     if trials.empty:
         return {"lines": [f"{run.path}: no trial logged yet"]}
-    state_names = [c for c in trials.columns if c in run.file["trials/state"]]
+    state_names = [c for c in trials.columns if c in run.state_columns]
     numbers = {"status": run.status, "presentations": int(len(trials)), "sessions": {}}
     lines = [f"run: repeatability ({run.status}), {len(trials)} presentations, "
              f"{trials['item'].nunique()} items"]
@@ -93,45 +92,58 @@ def analyze(run, out_dir) -> dict:
         return {**numbers, "lines": lines + ["fewer than two blocks logged yet"]}
     first = next(iter(numbers["sessions"].values()))
     numbers["reliability"], numbers["fano_factor"] = first["reliability"], first["fano_factor"]
-    numbers["figure"] = save(_figure(run, panels), out_dir / "repeatability.png")
+    numbers["figure"] = save(_figure(run, panels, trials.attrs["units"]), out_dir / "repeatability.png")
     lines += [f"log: {run.path}", f"figure: {numbers['figure']}"]
     numbers["lines"] = lines
     return numbers
 
 
-def _figure(run, panels):
+def _figure(run, panels, units):
+    """Per session: the relative response over the session, each logged state variable on its own
+    axis (with its unit), the split-half scatter and the mean-variance relation."""
     rows = len(panels)
-    fig, axes = plt.subplots(rows, 3, figsize=(11, 2.9 * rows), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.2, 1, 1]})
-    for row, (name, (means, times, trace, states, responses)) in zip(axes, panels.items()):
-        ax = row[0]
-        ax.plot(times, trace, marker="o", ms=3, color="k", label="response / item mean")
+    fig = plt.figure(figsize=(13, 3.1 * rows), layout="constrained")
+    outer = fig.add_gridspec(rows, 4, width_ratios=[2, 1.6, 1, 1])
+    for row, (name, (means, times, trace, states, responses)) in enumerate(panels.items()):
+        ax = fig.add_subplot(outer[row, 0])
+        ax.plot(times, trace, marker="o", ms=3, color="k")
         ax.set_xlabel("session time (s)")
-        ax.set_ylabel("relative response")
-        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("response / item mean")
+        ax.set_title(f"{name}: relative response per block", fontsize=9)
         if states:
-            twin = ax.twinx()
+            stack = outer[row, 1].subgridspec(len(states), 1, hspace=0.1)
             for k, (state, values) in enumerate(states.items()):
-                twin.plot(times, values, color=f"C{k}", lw=1, label=state)
-            twin.set_ylabel("logged state (block mean)", fontsize=8)
-            twin.legend(fontsize=7, loc="upper right")
-        ax.legend(fontsize=7, loc="upper left")
+                axis = fig.add_subplot(stack[k, 0], sharex=ax)
+                axis.plot(times, values, color=f"C{k}", lw=1)
+                unit = units.get(state, "")
+                axis.set_ylabel(f"{state}" + (f" ({unit})" if unit not in ("", "1", "n/a") else ""), fontsize=8)
+                axis.tick_params(labelsize=7)
+                if k == 0:
+                    axis.set_title("logged state (block mean)", fontsize=9)
+                if k < len(states) - 1:
+                    axis.tick_params(labelbottom=False)
+                else:
+                    axis.set_xlabel("session time (s)")
+        else:
+            empty = fig.add_subplot(outer[row, 1])
+            empty.axis("off")
+            empty.text(0.5, 0.5, "no state variable changes\n(reset_state, or a neuron without drift)",
+                       ha="center", va="center", fontsize=8, color="gray")
         odd, even = means.iloc[0::2].mean(), means.iloc[1::2].mean()
-        ax = row[1]
+        ax = fig.add_subplot(outer[row, 2])
         ax.plot(odd, even, "o")
         limits = [min(odd.min(), even.min()), max(odd.max(), even.max())]
         ax.plot(limits, limits, color="gray", lw=0.8, ls=":")
-        ax.set_xlabel("odd blocks (mean)")
-        ax.set_ylabel("even blocks (mean)")
+        ax.set_xlabel(f"odd blocks, mean ({run.response_unit})", fontsize=8)
+        ax.set_ylabel(f"even blocks, mean ({run.response_unit})", fontsize=8)
         ax.set_title(f"split-half r = {correlation(odd.to_numpy(), even.to_numpy()):.3f}", fontsize=9)
-        ax = row[2]
+        ax = fig.add_subplot(outer[row, 3])
         item_mean, item_var = responses.mean().to_numpy(), responses.var(ddof=1).to_numpy()
         ax.plot(item_mean, item_var, "o", label="items (all presentations)")
         top = max(item_mean.max(), item_var.max(), 1e-9)
         ax.plot([0, top], [0, top], color="gray", lw=0.8, ls=":", label="Poisson")
-        ax.set_xlabel(f"mean ({run.response_unit})")
-        ax.set_ylabel("variance")
+        ax.set_xlabel(f"mean ({run.response_unit})", fontsize=8)
+        ax.set_ylabel(f"variance ({run.response_unit}²)", fontsize=8)
         ax.set_title("Fano factor", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
     return fig

@@ -21,7 +21,8 @@ def execute(args) -> int:
     if out.exists() and not args.overwrite:
         raise ClosedLoopError(f"{out}: exists; give --overwrite or another output path")
     try:
-        written = export(args.log, out)
+        written = export(args.log, out, experimenter=args.experimenter, institution=args.institution,
+                         subject_id=args.subject_id)
     except OSError as exc:
         raise ClosedLoopError(f"{out}: cannot write ({exc.strerror or exc})") from None
     print(f"wrote {written['path']}: {written['trials']} trials, {written['spikes']} spikes, "
@@ -34,4 +35,8 @@ def add_parser(sub):
     parser.add_argument("log", help="a run log written by closedloop run")
     parser.add_argument("nwb", nargs="?", help="output path (default: the log's path with .nwb)")
     parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+    parser.add_argument("--experimenter", action="append", metavar="'LAST, FIRST'",
+                        help="who ran the experiment (DANDI asks for it; repeat for several people)")
+    parser.add_argument("--institution", help="where it was run (DANDI asks for it)")
+    parser.add_argument("--subject-id", help="the subject's identifier (default: simulated-<neuron kind>)")
     parser.set_defaults(func=execute)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
-import yaml
-
-from closedloop.errors import ClosedLoopError, ProtocolError
+from closedloop.errors import EXIT_FAILED, EXIT_NEURON_STOPPED, EXIT_OK, ClosedLoopError, ProtocolError, RunFailed, shorten
 
 ORDER = 0
 
@@ -23,13 +23,27 @@ def unique_output(path: Path) -> Path:
 
 
 def parse_overrides(items) -> dict:
+    from closedloop.protocol import load_yaml
+
     overrides = {}
     for item in items or []:
         if "=" not in item:
-            raise ProtocolError(f"--set {item}: expected FIELD=VALUE, e.g. seed=3")
+            raise ProtocolError(f"--set {shorten(item, 80)}: expected FIELD=VALUE, e.g. seed=3")
         key, value = item.split("=", 1)
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = load_yaml(value, f"--set {shorten(key.strip(), 80)}")
     return overrides
+
+
+def exit_code(summary: dict) -> int:
+    """0 complete, 3 failed, 128 + the signal's number when a signal stopped the run, 4 when the
+    neuron did (a rig that stopped answering: its reason goes to stderr)."""
+    status = summary.get("status")
+    if status == "interrupted" and "reason" in summary:
+        print(f"closedloop: error: {summary['reason']}", file=sys.stderr)
+        return EXIT_NEURON_STOPPED
+    if status == "interrupted":
+        return 128 + int(summary.get("signal", signal.SIGINT))
+    return EXIT_OK if status == "complete" else EXIT_FAILED
 
 
 def execute(args) -> int:
@@ -45,13 +59,22 @@ def execute(args) -> int:
             raise ClosedLoopError(f"{out}: exists; give --overwrite or another --out")
     else:
         out = unique_output(experiment.default_output())
-    summary = experiment.run(out, progress=not args.quiet)
+    again = (f"continue with: closedloop resume {out}" if experiment.resumable
+             else f"run it again to redo it: closedloop run {args.protocol}")
+    try:
+        summary = experiment.run(out, progress=not args.quiet)
+    except RunFailed as exc:
+        if out.is_file() and not experiment.writes_directory:
+            raise RunFailed(f"{exc}; the log keeps every generation before it: {again}") from None
+        raise
+    except KeyboardInterrupt:
+        if out.is_file() and not experiment.writes_directory:
+            print(f"interrupted; {again}")
+        raise
     experiment.report(out, summary, echo=print)
     if summary.get("status") == "interrupted":
-        again = (f"continue with: closedloop resume {out}" if experiment.resumable
-                 else f"run it again to redo it: closedloop run {args.protocol}")
         print(f"interrupted after {summary.get('presentations', 0)} presentations; {again}")
-    return 0 if summary.get("status") != "failed" else 1
+    return exit_code(summary)
 
 
 def add_parser(sub):
@@ -61,5 +84,4 @@ def add_parser(sub):
     run.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override a protocol field, e.g. --set seed=3 --set neuron.cell.noise_sigma=0.1")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=execute)

@@ -9,7 +9,6 @@ def execute(args) -> int:
     from pathlib import Path
 
     from closedloop.analysis.audio import analyze_sounds
-    from closedloop.analysis.evolve import best_per_generation
     from closedloop.errors import ClosedLoopError
     from closedloop.recording import open_run
 
@@ -19,7 +18,7 @@ def execute(args) -> int:
         generations = run.generations
         if generations.empty:
             raise ClosedLoopError(f"{args.log}: no generation logged yet")
-        per_generation = best_per_generation(run)
+        per_generation = run.best_per_generation()
         chosen = args.generations
         if chosen is None and args.every:
             chosen = list(range(0, len(per_generation), args.every))

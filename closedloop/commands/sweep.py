@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from closedloop.errors import ProtocolError
+from closedloop.errors import EXIT_FAILED, EXIT_OK, ProtocolError
 
 ORDER = 1
 
@@ -21,9 +21,10 @@ def execute(args) -> int:
         raise ProtocolError(f"{args.sweep}: kind: expected 'sweep' here, got {protocol.kind!r} (use closedloop run)")
     experiment = protocol.experiment_cls(protocol)  # validates every run before any starts
     out = Path(args.out) if args.out else experiment.default_output()
-    summary = experiment.run(out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler)
+    summary = experiment.run(out, progress=not args.quiet, workers=args.workers, scheduler=args.scheduler,
+                             connect_timeout=args.connect_timeout)
     experiment.report(out, summary, echo=print)
-    return 0 if summary["status"] == "complete" else 1
+    return EXIT_OK if summary["status"] == "complete" else EXIT_FAILED
 
 
 def add_parser(sub):
@@ -31,7 +32,8 @@ def add_parser(sub):
     parser.add_argument("sweep", help="a YAML file of kind: sweep, e.g. protocols/sweep-noise.yaml")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of local processes")
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="give up on a scheduler that does not answer within this time (default 10)")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     parser.add_argument("--out", help="directory of run logs (default the sweep's output, or data/<sweep name>)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=execute)

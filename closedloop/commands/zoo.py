@@ -32,13 +32,13 @@ def execute(args) -> int:
 
     if args.name is not None:
         try:
-            model = zoo.load(args.name)
+            model = zoo.card(args.name)
         except ValueError as exc:
             raise ClosedLoopError(str(exc)) from None
         describe(model, print, all_units=True)
         return 0
     for name in zoo.names():
-        describe(zoo.load(name), print, all_units=False)
+        describe(zoo.card(name), print, all_units=False)
         print()
     print("closedloop zoo NAME lists every unit of one model.")
     return 0

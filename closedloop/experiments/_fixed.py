@@ -11,14 +11,16 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
+from closedloop.errors import ProtocolError
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
-from closedloop.stimuli import modality_of, sample_rate_of
+
+MAX_STIMULUS_VALUES = 50_000_000  # 400 MB of float64 stimuli made at once
 
 
 class FixedSetSettings(ExperimentSettings):
-    batch: int = Field(4000, ge=1, description="most presentations per call to the neuron")
+    batch: int = Field(4000, ge=1, le=1_000_000, description="most presentations per call to the neuron")
 
 
 class ParameterSpace:
@@ -30,8 +32,8 @@ class ParameterSpace:
         self.parameters = tuple(parameters)
         self.dim = len(self.parameters)
         self.stimulus_shape = tuple(neuron.stimulus_shape)
-        self.modality = modality_of(neuron)
-        self.sample_rate = sample_rate_of(neuron)
+        self.modality = neuron.modality
+        self.sample_rate = neuron.sample_rate
         self.description = description
 
     def describe(self) -> dict:
@@ -49,6 +51,14 @@ class FixedSetExperiment(Experiment):
             self.settings = self.settings.model_copy(update={"record_rendered": True})
         self.presentations = 0
         self.session_end = 0.0  # latest presentation start on the log's clock
+
+    def check_size(self, count: int, what: str) -> None:
+        """Refuse, before anything is made, a set of stimuli too large to hold in memory at once."""
+        values = count * int(np.prod(self.neuron.stimulus_shape))
+        if values > MAX_STIMULUS_VALUES:
+            raise ProtocolError(f"{self.protocol.source}: {what}: {count} stimuli of shape "
+                                f"{tuple(self.neuron.stimulus_shape)} are {values:.3g} values; at most "
+                                f"{MAX_STIMULUS_VALUES:.0e} are made at once")
 
     def use_space(self, parameters, **description) -> ParameterSpace:
         self.space = ParameterSpace(self.neuron, parameters, **description)
@@ -69,11 +79,14 @@ class FixedSetExperiment(Experiment):
         try:
             with self.stop_on_interrupt():
                 summary = self.session(writer)
-            status = "interrupted" if self.stop_requested else "complete"
+            status = self.final_status()
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             self.bar.close()
             writer.close(status)
-        return {"status": status, "log": str(path), "presentations": self.presentations, **summary}
+        return self.summary(status, path, presentations=self.presentations, **summary)
 
     def present(self, writer, index: np.ndarray, stimuli: np.ndarray, repeats: int, generation: int,
                 rng: np.random.Generator, neuron=None, time_offset: float = 0.0) -> int:

@@ -11,12 +11,12 @@ import numpy as np
 from pydantic import Field
 
 from closedloop.component import Settings
-from closedloop.errors import InvalidValueError, ProtocolError
-from closedloop.recording.writer import RunWriter
+from closedloop.errors import Interrupted, InvalidValueError, NeuronStopped, ProtocolError
+from closedloop.recording.writer import RunWriter, parameter_columns
 
 
 class ExperimentSettings(Settings):
-    seed: int = Field(0, ge=0, description="fixes every random draw of the run")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="fixes every random draw of the run")
     output: str | None = Field(None, description="run log path; default data/<protocol name>.h5")
     record_rendered: bool | None = Field(None, description="log every rendered stimulus; default when small")
 
@@ -25,8 +25,11 @@ class Experiment:
     kind: ClassVar[str] = "?"
     Config: ClassVar[type[Settings]] = ExperimentSettings
     roles: ClassVar[tuple[str, ...]] = ("neuron", "space", "optimizer")
-    optional_roles: ClassVar[tuple[str, ...]] = ()
     resumable: ClassVar[bool] = False  # `closedloop resume` can continue it from its log
+    # the experiment's random streams, by name, and the number that keys each one (fixed forever:
+    # a log resumes to the same trials only if every stream draws the same numbers)
+    streams: ClassVar[dict[str, int]] = {}
+    analysis: ClassVar[str | None] = None  # module with analyze(run, out_dir); default closedloop.analysis.<kind>
     # True for a kind that writes a directory of logs it resumes into (a sweep), not one log
     writes_directory: ClassVar[bool] = False
 
@@ -37,10 +40,12 @@ class Experiment:
         self.space = protocol.build("space") if "space" in protocol.sections else None
         if self.neuron is not None and self.space is not None:
             if tuple(self.space.stimulus_shape) != tuple(self.neuron.stimulus_shape):
+                wanted = tuple(self.neuron.stimulus_shape)
                 raise ProtocolError(
-                    f"{protocol.source}: space: renders stimuli of shape {tuple(self.space.stimulus_shape)} but the "
-                    f"neuron takes {tuple(self.neuron.stimulus_shape)}")
-            rendered, accepted = getattr(self.space, "value_range", None), self.neuron.value_range
+                    f"{protocol.source}: space: {self.space.kind} renders stimuli of shape "
+                    f"{tuple(self.space.stimulus_shape)} but the neuron takes {wanted}"
+                    f"{suggest_space(wanted, self.neuron.modality, self.neuron.sample_rate)}")
+            rendered, accepted = self.space.value_range, self.neuron.value_range
             if rendered is not None and accepted is not None and not (
                     accepted[0] <= rendered[0] and rendered[1] <= accepted[1]):
                 raise ProtocolError(
@@ -48,7 +53,20 @@ class Experiment:
                     f"{list(accepted)}; set space.value_range")
         self.optimizer = (protocol.build("optimizer", space=self.space, neuron=self.neuron)
                           if "optimizer" in protocol.sections else None)
-        self.stop_requested = False
+        self.stop_requested = 0  # or the number of the signal that asked the run to stop
+        self.interruption: NeuronStopped | None = None  # why the neuron stopped the run, if it did
+
+    def rng(self, stream: str, *index: int) -> np.random.Generator:
+        """An independent generator for one named purpose (and, say, one chunk), fixed by the seed."""
+        if stream not in self.streams:
+            raise KeyError(f"experiment kind {self.kind!r} declares no random stream {stream!r}")
+        return np.random.default_rng(np.random.SeedSequence([self.settings.seed, self.streams[stream], *index]))
+
+    @classmethod
+    def default_section(cls, role: str, sections: dict) -> dict | None:
+        """The section a protocol may leave out (given the sections read so far), or None when
+        the role's section is required."""
+        return None
 
     def default_output(self) -> Path:
         if self.settings.output:
@@ -71,25 +89,45 @@ class Experiment:
             response_unit=neuron.response_unit, state_columns=neuron.state_columns,
             status_columns=self.optimizer.status_columns if self.optimizer else (),
             state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
-            neuron_arrays=neuron.ground_truth(), created=created, claim=neuron.claim)
+            neuron_arrays=neuron.ground_truth(), created=created, claim=neuron.claim,
+            protocol_dir=self.protocol.directory, state_units=neuron.state_units,
+            latent_columns=parameter_columns(configs["space"]))
 
     @contextmanager
     def stop_on_interrupt(self):
-        """Ctrl-C asks the loop to stop after the generation in flight, which is then logged."""
+        """Ctrl-C (SIGINT) or SIGTERM (what batch schedulers send) asks the loop to stop after the
+        generation in flight, which is then logged; `stop_requested` holds the signal's number.
+        The same signal again stops at once (the generation in flight is dropped). A neuron that
+        raises NeuronStopped (a rig that stopped answering) stops the run at once, the generation
+        in flight unlogged: the run ends interrupted, and resume continues it."""
         def ask_to_stop(signum, frame):
             if self.stop_requested:
-                raise KeyboardInterrupt
-            self.stop_requested = True
+                raise Interrupted(signum)
+            self.stop_requested = signum
 
-        try:
-            previous = signal.signal(signal.SIGINT, ask_to_stop)
-        except ValueError:  # not the main thread
-            previous = None
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[signum] = signal.signal(signum, ask_to_stop)
+            except ValueError:  # not the main thread
+                pass
         try:
             yield
+        except NeuronStopped as exc:
+            self.stop_requested, self.interruption = True, exc
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def final_status(self) -> str:
+        return "interrupted" if self.stop_requested else "complete"
+
+    def summary(self, status: str, path, **numbers) -> dict:
+        """What run() returns: the status, the log, and the signal that stopped the run, if any."""
+        stopped = {} if self.interruption is None else {"reason": str(self.interruption)}
+        if status == "interrupted" and self.stop_requested and self.interruption is None:  # True (asked by code, not a signal) counts as Ctrl-C
+            stopped["signal"] = signal.SIGINT if self.stop_requested is True else int(self.stop_requested)
+        return {"status": status, "log": str(path), **stopped, **numbers}
 
     def run(self, path, progress: bool = True) -> dict:
         raise NotImplementedError
@@ -97,7 +135,21 @@ class Experiment:
     def report(self, out, summary: dict, echo=print) -> None:
         from closedloop.analysis import report_run
 
-        report_run(out, summary, echo=echo)
+        report_run(out, echo=echo)
+
+
+def suggest_space(shape: tuple[int, ...], modality: str, sample_rate: int | None) -> str:
+    """'; use space: {...}' naming a space that renders this shape, or '' when none is obvious."""
+    if modality == "audio" and len(shape) == 1:
+        seconds = shape[0] / sample_rate if sample_rate else None
+        return (f"; use a sound space of that length, e.g. space: {{kind: waveform, duration: {seconds:g}}}"
+                if seconds else "")
+    if len(shape) == 2 and shape[0] == shape[1]:
+        return f"; use space: {{kind: fourier, size: {shape[0]}}} (or pixels)"
+    if len(shape) == 3 and shape[1] == shape[2]:
+        return (f"; use space: {{kind: color_fourier, channels: {shape[0]}, size: {shape[1]}}} "
+                "(or color_pixels)")
+    return ""
 
 
 def check_finite(values: np.ndarray, what: str) -> None:

@@ -13,42 +13,43 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import Field, model_validator
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from closedloop.component import Settings
-from closedloop.errors import ClosedLoopError, ProtocolError
+from closedloop.component import ProtocolPath, Settings
+from closedloop.errors import ClosedLoopError, ProtocolError, write_error
 from closedloop.experiments.base import Experiment, ExperimentSettings, check_finite
 from closedloop.experiments.seeding import seed_latents
-from closedloop.recording.writer import PHASES, RunWriter
-from closedloop.registry import lookup, register
+from closedloop.recording.writer import RunWriter
+from closedloop.registry import register
 
 
 class SeedStimuli(Settings):
     images: list[str] = Field(default_factory=list, description="scikit-image pictures, e.g. camera, astronaut")
-    run: str | None = Field(None, description="an earlier run log: its best stimuli seed this one")
-    count: int = Field(4, ge=1, description="how many stimuli to take from `run`")
+    run: ProtocolPath | None = Field(None, description="an earlier run log (beside the protocol): its best stimuli "
+                                     "seed this one")
+    count: int = Field(4, ge=1, le=10_000, description="how many stimuli to take from `run`")
 
 
 class Reference(Settings):
-    count: int = Field(2, ge=1, description="fixed stimuli re-shown every generation")
-    repeats: int | None = Field(None, ge=1, description="default: the search's repeats, so that search "
+    count: int = Field(2, ge=1, le=1000, description="fixed stimuli re-shown every generation")
+    repeats: int | None = Field(None, ge=1, le=10_000, description="default: the search's repeats, so that search "
                                 "and reference stimuli are one presentation batch")
 
 
 class Retest(Settings):
-    top: int = Field(5, ge=1, description="re-test this many of the best stimuli at the end")
-    repeats: int = Field(10, ge=1)
+    top: int = Field(5, ge=1, le=10_000, description="re-test this many of the best stimuli at the end")
+    repeats: int = Field(10, ge=1, le=10_000, description="presentations of each re-tested stimulus")
 
 
 class EvolveSettings(ExperimentSettings):
-    generations: int | None = Field(30, ge=1, description="stop after this many generations")
-    budget: int | None = Field(None, ge=1, description="stop before the search exceeds this many presentations "
+    generations: int | None = Field(30, ge=1, le=1_000_000, description="stop after this many generations")
+    budget: int | None = Field(None, ge=1, le=10**9, description="stop before the search exceeds this many presentations "
                                "(reference and re-test presentations come on top)")
-    repeats: int = Field(1, ge=1, description="presentations of each stimulus per generation")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus per generation")
     aggregate: str = Field("mean", pattern="^(mean|median)$", description="how repeats become one score")
-    seed_stimuli: SeedStimuli | None = None
-    reference: Reference | None = None
-    retest: Retest | None = None
+    seed_stimuli: SeedStimuli | None = Field(None, description="stimuli injected into the first generation")
+    reference: Reference | None = Field(None, description="fixed stimuli re-shown every generation to track drift")
+    retest: Retest | None = Field(None, description="a final re-test of the best stimuli, so the best is a mean")
 
     @model_validator(mode="after")
     def _some_stop_rule(self):
@@ -60,13 +61,23 @@ class EvolveSettings(ExperimentSettings):
 @register("experiment", "evolve")
 class Evolve(Experiment):
     Config = EvolveSettings
-    optional_roles = ("optimizer",)
+    streams = {"reference": 99}
     resumable = True
+
+    @classmethod
+    def default_section(cls, role: str, sections: dict) -> dict | None:
+        """Without an `optimizer:` section: the model-based search that re-uses every trial
+        (docs/benchmarks.md, "Optimizer sample efficiency"), or CMA-ES where the space cannot
+        encode stimuli, which that search needs."""
+        if role != "optimizer" or "space" not in sections:
+            return None
+        from closedloop.optimizers.linear_model import default_section
+
+        return default_section(sections["space"].cls)
 
     def __init__(self, protocol):
         super().__init__(protocol)
-        if self.optimizer is None:
-            self.optimizer = self._default_optimizer(protocol)
+        self.optimizer.plan(self.total_generations() * self.optimizer.popsize)
         if self.total_generations() == 0:
             per_generation = self.optimizer.popsize * self.settings.repeats
             raise ProtocolError(f"{protocol.source}: budget: {self.settings.budget} presentations are fewer than one "
@@ -80,18 +91,8 @@ class Evolve(Experiment):
                                     f"its own starting point and cannot start from given stimuli")
             self.injected = self.injected[: self.optimizer.popsize]
         reference = self.settings.reference
-        self.references = self.space.sample(np.random.default_rng([self.settings.seed, 99]), reference.count) \
+        self.references = self.space.sample(self.rng("reference"), reference.count) \
             if reference else None
-
-    def _default_optimizer(self, protocol):
-        """Without an `optimizer:` section: the model-based search that re-uses every trial
-        (docs/benchmarks.md, "Optimizer sample efficiency"), or CMA-ES where the space cannot
-        encode stimuli, which that search needs."""
-        from closedloop.optimizers.linear_model import default_section
-
-        section = default_section(self.space)
-        cls = lookup("optimizer", section.pop("kind"))
-        return cls(cls.Config(**section), protocol.role_seed("optimizer"), self.space, self.neuron)
 
     def score(self, responses: np.ndarray) -> np.ndarray:
         return np.median(responses, axis=1) if self.settings.aggregate == "median" else responses.mean(axis=1)
@@ -160,18 +161,16 @@ class Evolve(Experiment):
                     bar.set_postfix(best=f"{best:.3g}", mean=f"{scores.mean():.3g}")
                     if self.stop_requested:
                         break
-                retest = None
                 if cfg.retest and not self.stop_requested:
-                    retest = self._retest(writer, total)
-            status = "interrupted" if self.stop_requested else "complete"
+                    self._retest(writer, total)
+            status = self.final_status()
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
         finally:
             bar.close()
             writer.close(status)
-        summary = {"status": status, "log": str(writer.path), "presentations": presentations,
-                   "best_response": best, "best_stimulus": best_index}
-        if retest is not None:
-            summary.update(retest)
-        return summary
+        return self.summary(status, writer.path, presentations=presentations)
 
     def _present(self, stimuli):
         """Search and reference stimuli in one presentation batch (one simulation)."""
@@ -185,24 +184,15 @@ class Evolve(Experiment):
         n = len(stimuli)
         return _rows(both, slice(0, n)), _rows(both, slice(n, None))
 
-    def _retest(self, writer: RunWriter, generation: int) -> dict:
+    def _retest(self, writer: RunWriter, generation: int) -> None:
+        """Show the stimuli with the best mean search responses again, `retest.repeats` times each."""
         cfg = self.settings.retest
-        f = writer.file
-        trials = {name: f[f"trials/{name}"][()] for name in ("stimulus", "response", "phase")}
-        search = trials["phase"] == PHASES["search"]
-        stimuli, inverse = np.unique(trials["stimulus"][search], return_inverse=True)
-        means = np.bincount(inverse, trials["response"][search]) / np.bincount(inverse)
-        top = stimuli[np.argsort(-means, kind="stable")[: cfg.top]]
-        z = f["stimuli/z"][np.sort(top)].astype(np.float64)
-        top = np.sort(top)
-        result = self.neuron.present(self.space.render(z), cfg.repeats)
+        means = writer.stimulus_means("search")["mean"]
+        top = np.sort(means.sort_values(ascending=False, kind="stable").index[: cfg.top].to_numpy())
+        result = self.neuron.present(self.space.render(writer.latents(top)), cfg.repeats)
         check_finite(result.responses, f"neuron {self.neuron.kind}: responses of the re-test")
         writer.add_trials(top, generation, result, "retest")
         writer.flush()
-        means = result.responses.mean(axis=1)
-        k = int(np.argmax(means))
-        return {"retest_best_response": float(means[k]), "retest_best_stimulus": int(top[k]),
-                "retest_sem": float(result.responses[k].std(ddof=1) / np.sqrt(cfg.repeats)) if cfg.repeats > 1 else 0.0}
 
     def _resume(self, path: Path, shapes):
         """Rebuild optimizer and neuron from the log, then keep appending to it.
@@ -217,9 +207,9 @@ class Evolve(Experiment):
             done = len(run.generations)
             trials = run.trials
             logged_z = run.z
-            stimulus_generation = run.file["stimuli/generation"][()]
-            saved = {name: run.state(name) for name in shapes} if done else {}
-            created = str(run.file.attrs.get("created", ""))
+            stimulus_generation = run.stimulus_generation
+            saved = run.saved_state if done else {}
+            created = run.created
             last = run.generations.iloc[-1] if done else None
             search = trials[trials["phase"] == "search"]
             for generation in range(done):
@@ -237,9 +227,18 @@ class Evolve(Experiment):
                                        for name, value in self.neuron.get_state().items()})
             temporary = path.with_name(path.name + ".resume")
             writer = self.open_log(temporary, shapes, created=created)
-            writer.copy_complete_generations(run.file, done)
-        writer.close("running")
-        os.replace(temporary, path)
+            try:
+                writer.copy_complete_generations(run, done)
+                writer.close("running")
+            except BaseException:
+                writer.close("failed")
+                temporary.unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise write_error(path, exc, "cannot replace the run log") from None
         writer = RunWriter.reopen(path)
         self.reference_index = np.nonzero(stimulus_generation == -1)[0]
         if self.references is not None and len(self.reference_index) == 0:  # stopped before logging them

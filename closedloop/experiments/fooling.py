@@ -9,12 +9,12 @@ number (for evolved stimuli, their index in the reference log).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from closedloop.component import ProtocolPath
 from closedloop.errors import ClosedLoopError, ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.recording import open_run
@@ -23,15 +23,16 @@ from closedloop.stimuli import noise, to_neuron_range
 
 
 class FoolingSettings(FixedSetSettings):
-    count: int = Field(1000, ge=1, description="random stimuli of each noise kind")
+    count: int = Field(1000, ge=1, le=1_000_000, description="random stimuli of each noise kind")
     noise: list[Literal["white", "pink", "tv"]] = Field(["white", "pink", "tv"], min_length=1,
                                                        description="white, pink and/or tv")
-    alpha: float | None = Field(None, ge=0, description="pink: amplitude spectrum 1/f^alpha")
-    contrast: float = Field(0.25, gt=0, description="RMS of the noise (of the neuron's range, when it has one)")
-    repeats: int = Field(1, ge=1, description="presentations of each stimulus; its response is their mean")
-    threshold: float | None = Field(None, description="absolute response threshold")
-    threshold_fraction: float | None = Field(None, gt=0, description="threshold as a fraction of the reference optimum")
-    reference_run: str | None = Field(None, description="an evolve run log: its optimum and its evolved stimuli")
+    alpha: float | None = Field(None, ge=0, le=4, description="pink: amplitude spectrum 1/f^alpha")
+    contrast: float = Field(0.25, gt=0, le=10, description="RMS of the noise (of the neuron's range, when it has one)")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus; its response is their mean")
+    threshold: float | None = Field(None, ge=-1e6, le=1e6, description="absolute response threshold")
+    threshold_fraction: float | None = Field(None, gt=0, le=100, description="threshold as a fraction of the reference optimum")
+    reference_run: ProtocolPath | None = Field(None, description="an evolve run log: its optimum and its evolved "
+                                               "stimuli (beside the protocol)")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the Clopper-Pearson intervals")
 
     @model_validator(mode="after")
@@ -45,22 +46,18 @@ class FoolingSettings(FixedSetSettings):
 
 def reference_optimum(run) -> float:
     """The evolved optimum: the best re-tested mean when the run re-tested, else its best score."""
-    trials = run.trials
-    retest = trials[trials["phase"] == "retest"]
-    if len(retest):
-        return float(retest.groupby("stimulus")["response"].mean().max())
-    generations = run.generations
-    if generations.empty:
+    optimum = run.optimum()
+    if optimum is None:
         raise ClosedLoopError(f"{run.path}: no generation logged; cannot read an optimum")
-    return float(generations["best"].iloc[-1])
+    return optimum["response"]
 
 
 def evolved_stimuli(run, shape) -> tuple[np.ndarray, np.ndarray]:
     """Stimulus indices and renderings of the reference run's last generation."""
-    generation = run.file["stimuli/generation"][()]
+    generation = run.stimulus_generation
     if not len(generation):
         raise ClosedLoopError(f"{run.path}: no stimulus logged")
-    index = np.nonzero(generation == generation.max())[0]
+    index = run.stimuli_of_generation(generation.max())
     rendered = run.rendered(index)
     if rendered is None:
         raise ClosedLoopError(f"{run.path}: stimuli were not recorded (record_rendered); cannot re-show them")
@@ -72,20 +69,18 @@ def evolved_stimuli(run, shape) -> tuple[np.ndarray, np.ndarray]:
 @register("experiment", "fooling")
 class Fooling(FixedSetExperiment):
     Config = FoolingSettings
+    streams = {"noise": 3}
 
     def __init__(self, protocol):
         super().__init__(protocol)
         cfg = self.settings
+        self.check_size(cfg.count, "count")
         self.sources = list(dict.fromkeys(cfg.noise))
         self.threshold, self.optimum = cfg.threshold, None
         self.evolved = None
         if cfg.reference_run is not None:
-            path = Path(cfg.reference_run)
-            if not path.is_file() and not path.is_absolute():
-                beside = Path(protocol.source).parent / path
-                path = beside if beside.is_file() else path
             try:
-                with open_run(path) as run:
+                with open_run(cfg.reference_run) as run:
                     self.optimum = reference_optimum(run)
                     self.evolved = evolved_stimuli(run, self.neuron.stimulus_shape)
             except ClosedLoopError as exc:
@@ -105,7 +100,7 @@ class Fooling(FixedSetExperiment):
         cfg = self.settings
         generation = 0
         for source, kind in enumerate(self.sources):
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3, source]))
+            rng = self.rng("noise", source)
             if kind == "evolved":
                 draws, stimuli = self.evolved
             else:

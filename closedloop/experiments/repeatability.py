@@ -13,24 +13,25 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
+from closedloop.component import Hertz
 from closedloop.errors import ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.registry import register
-from closedloop.stimuli import (grating, modality_of, noise, sample_rate_of, to_neuron_range, tone,
+from closedloop.stimuli import (grating, noise, to_neuron_range, tone,
                                 tones_to_range)
 
 
 class RepeatabilitySettings(FixedSetSettings):
-    blocks: int = Field(30, ge=2, description="times the whole set is shown")
-    repeats: int = Field(1, ge=1, description="presentations of each item within a block")
-    items: int = Field(8, ge=3, description="stimuli in the set")
+    blocks: int = Field(30, ge=2, le=100_000, description="times the whole set is shown")
+    repeats: int = Field(1, ge=1, le=10_000, description="presentations of each item within a block")
+    items: int = Field(8, ge=3, le=10_000, description="stimuli in the set")
     family: str = Field("auto", pattern="^(auto|grating|noise|tone)$",
                         description="gratings at evenly spaced orientations, noise images or tones; auto: "
                                     "gratings for image neurons, tones for audio ones")
-    contrast: float = Field(0.25, gt=0, description="images: RMS contrast")
-    spatial_frequency: float = Field(0.15, gt=0, description="gratings: cycles per pixel")
-    frequency_range: tuple[float, float] = Field((250.0, 4000.0), description="tones: log-spaced over this range, Hz")
-    level: float = Field(-20.0, description="tones: dB re full scale")
+    contrast: float = Field(0.25, gt=0, le=10, description="images: RMS contrast")
+    spatial_frequency: float = Field(0.15, gt=0, le=0.5, description="gratings: cycles per pixel")
+    frequency_range: tuple[Hertz, Hertz] = Field((250.0, 4000.0), description="tones: log-spaced over this range, Hz")
+    level: float = Field(-20.0, ge=-120, le=0, description="tones: dB re full scale")
     compare_reset_state: bool = Field(False, description="run the session again with the neuron's reset_state flipped")
 
     @model_validator(mode="after")
@@ -43,14 +44,15 @@ class RepeatabilitySettings(FixedSetSettings):
 @register("experiment", "repeatability")
 class Repeatability(FixedSetExperiment):
     Config = RepeatabilitySettings
+    streams = {"stimuli": 4, "order": 5}
 
     def __init__(self, protocol):
         super().__init__(protocol)
         cfg = self.settings
-        self.family = cfg.family if cfg.family != "auto" else ("tone" if modality_of(self.neuron) == "audio" else "grating")
-        if (self.family == "tone") != (modality_of(self.neuron) == "audio"):
+        self.family = cfg.family if cfg.family != "auto" else ("tone" if self.neuron.modality == "audio" else "grating")
+        if (self.family == "tone") != (self.neuron.modality == "audio"):
             raise ProtocolError(f"{protocol.source}: family: {self.family} does not suit a "
-                                f"{modality_of(self.neuron)} neuron")
+                                f"{self.neuron.modality} neuron")
         self.parameter, self.stimuli = self._items(cfg)
         section = protocol.sections["neuron"]
         self.neurons = [self.neuron]
@@ -61,7 +63,8 @@ class Repeatability(FixedSetExperiment):
             flipped = section.config.model_copy(update={"reset_state": not section.config.reset_state})
             self.neurons.append(section.cls(flipped, protocol.role_seed("neuron")))
         parameter_name = {"grating": "orientation", "tone": "frequency", "noise": "draw"}[self.family]
-        self.use_space(("item", "reset_state", "parameter"), family=self.family, parameter=parameter_name,
+        units = ["1", "1", {"grating": "deg", "tone": "Hz", "noise": "1"}[self.family]]
+        self.use_space(("item", "reset_state", "parameter"), family=self.family, parameter=parameter_name, units=units,
                        contrast=cfg.contrast, spatial_frequency=cfg.spatial_frequency, level=cfg.level)
 
     def _items(self, cfg):
@@ -71,11 +74,11 @@ class Repeatability(FixedSetExperiment):
             patterns = np.stack([grating(shape, o, cfg.spatial_frequency, 0.0) for o in orientation])
             return orientation, to_neuron_range(patterns, self.neuron, cfg.contrast)
         if self.family == "noise":
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 4]))
+            rng = self.rng("stimuli")
             return np.arange(n, dtype=np.float64), to_neuron_range(noise(rng, n, shape, "white"), self.neuron,
                                                                    cfg.contrast)
         frequency = np.geomspace(*cfg.frequency_range, n)
-        rate = sample_rate_of(self.neuron)
+        rate = self.neuron.sample_rate
         if frequency.max() >= rate / 2:
             raise ProtocolError(f"{self.protocol.source}: frequency_range: above the Nyquist frequency {rate / 2:g} Hz")
         waves = np.stack([tone(shape[0], rate, f, cfg.level) for f in frequency])
@@ -93,7 +96,7 @@ class Repeatability(FixedSetExperiment):
             z = np.column_stack([np.arange(cfg.items), np.full(cfg.items, -1.0 if reset is None else float(reset)),
                                  self.parameter])
             index = writer.add_stimuli(z, generation, self.stimuli)
-            rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 5, condition]))
+            rng = self.rng("order", condition)
             self.session_end = offset
             for _ in range(cfg.blocks):
                 generation = self.present(writer, index, self.stimuli, cfg.repeats, generation, rng,

@@ -37,10 +37,9 @@ def seed_latents(settings, space, source: str) -> np.ndarray:
             raise ProtocolError(f"{source}: seed_stimuli.images: unknown picture {name!r} (one of: {', '.join(IMAGES)})")
         if space.modality != "image":
             raise ProtocolError(f"{source}: seed_stimuli.images: the space renders {space.modality}, not images")
-        try:
-            rows.append(space.encode(natural_image(name, space.stimulus_shape)[None])[0])
-        except NotImplementedError as exc:
-            raise ProtocolError(f"{source}: seed_stimuli: {exc}") from None
+        if not space.can_encode:
+            raise ProtocolError(f"{source}: seed_stimuli.images: space kind {space.kind!r} cannot encode images")
+        rows.append(space.encode(natural_image(name, space.stimulus_shape)[None])[0])
     if settings.run:
         from closedloop.errors import LogError
         from closedloop.recording import open_run

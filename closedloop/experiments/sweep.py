@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from closedloop.component import Settings
+from closedloop.component import ProtocolPath, Settings
+from closedloop.errors import ClosedLoopError, write_error
 from closedloop.experiments.base import Experiment
 from closedloop.registry import register
 
 
 class SweepSettings(Settings):
-    base: dict[str, Any] | str = Field(description="the protocol every run starts from, or its path")
+    base: dict[str, Any] | ProtocolPath = Field(description="the protocol every run starts from, or its path")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="dotted field path -> values")
     seeds: int | list[int] | None = Field(None, description="a count (0..N-1) or a list; default the base's seed")
     output: str | None = Field(None, description="directory of the run logs; default data/<sweep name>")
@@ -51,26 +52,42 @@ class Sweep(Experiment):
         seeds = self.settings.seeds
         if isinstance(seeds, int) and seeds < 1 or isinstance(seeds, list) and not seeds:
             raise ProtocolError(f"{protocol.source}: seeds: expected a count >= 1 or a non-empty list")
-        self.runs = expand(protocol.source, self.settings.base, self.settings.grid, seeds, self.default_output())
+        self.runs = expand(protocol.source, self.settings.base, self.settings.grid, seeds, self.default_output(),
+                           protocol.directory)
 
     def default_output(self) -> Path:
         if self.settings.output:
             return Path(self.settings.output)
         return Path("data") / Path(self.protocol.source).stem
 
-    def run(self, path=None, progress: bool = True, workers: int | None = None, scheduler=None) -> dict:
+    def run(self, path=None, progress: bool = True, workers: int | None = None, scheduler=None,
+            connect_timeout: float = 10.0) -> dict:
+        out_dir = Path(path) if path is not None else self.default_output()
+        runs = [self._relocate(spec, out_dir) for spec in self.runs]
+        client = None
+        if scheduler is not None and not all(_complete(spec.log) for spec in runs):
+            client = _connect(scheduler, connect_timeout)  # before anything is written
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(out_dir, exc, "cannot create the sweep's folder") from None
+        try:
+            return self._run(out_dir, runs, progress, workers, client)
+        finally:
+            if client is not None and client is not scheduler:
+                client.close()
+
+    def _run(self, out_dir, runs, progress, workers, client) -> dict:
         from closedloop.sweeps import execute, summary
         from closedloop.sweeps.measure import measure
 
-        out_dir = Path(path) if path is not None else self.default_output()
-        runs = [self._relocate(spec, out_dir) for spec in self.runs]
-        out_dir.mkdir(parents=True, exist_ok=True)
         rows, pending = {}, []
         for spec in runs:
             if _complete(spec.log):
-                rows[spec.index] = {**measure(spec.log), "error": ""}
+                rows[spec.index] = {**measure(spec.log, spec.text), "error": ""}
             else:
-                pending.append({"index": spec.index, "text": spec.text, "source": spec.source, "log": str(spec.log)})
+                pending.append({"index": spec.index, "text": spec.text, "source": spec.source, "log": str(spec.log),
+                                "directory": spec.directory})
         bar = tqdm(total=len(runs), initial=len(rows), desc=f"sweep {out_dir.name}", unit="run",
                    disable=not progress)
 
@@ -79,8 +96,10 @@ class Sweep(Experiment):
             bar.update()
 
         try:
-            if pending and scheduler is not None:
-                execute.run_dask(pending, scheduler, done)
+            if pending and client is not None:
+                from closedloop.sweeps.dask import run_dask
+
+                run_dask(pending, client, done)
             elif pending:
                 execute.run_local(pending, workers, done)
         finally:
@@ -98,19 +117,17 @@ class Sweep(Experiment):
         return replace(spec, log=out_dir / spec.log.name)
 
     def report(self, out, summary: dict, echo=print) -> None:
-        frame = summary["table"]
-        echo(f"sweep: {summary['runs']} runs ({summary['skipped']} already complete, {summary['failed']} "
-             f"not complete) in {summary['output']}")
-        for error in frame.loc[frame["error"].astype(bool), "error"].head(3):
-            echo(f"  failed run: {error}")
-        shown = [c for c in ("rf_correlation", "fraction_of_optimum", "best_response") if frame[c].notna().any()]
-        if shown:
-            means = frame.groupby("optimizer")[shown].mean()
-            for name, values in means.iterrows():
-                echo(f"  {name}: " + ", ".join(f"mean {c} {v:.3f}" for c, v in values.items()))
-        echo(f"summary: {summary['summary']}")
-        if "figure" in summary:
-            echo(f"figure: {summary['figure']}")
+        from closedloop.sweeps.summary import report
+
+        report(summary, echo)
+
+
+def _connect(scheduler, timeout: float):
+    try:
+        from closedloop.sweeps.dask import connect
+    except ImportError:
+        raise ClosedLoopError("--scheduler needs dask.distributed: pip install 'closedloop[extras]'") from None
+    return connect(scheduler, timeout)
 
 
 def _complete(log: Path) -> bool:

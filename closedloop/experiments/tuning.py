@@ -11,24 +11,29 @@ import itertools
 import numpy as np
 from pydantic import Field
 
+from closedloop.component import Count, CyclesPerPixel, Decibels, Degrees, Hertz
 from closedloop.errors import ProtocolError
 from closedloop.experiments._fixed import FixedSetExperiment, FixedSetSettings
 from closedloop.registry import register
-from closedloop.stimuli import grating, modality_of, sample_rate_of, to_neuron_range, tone, tones_to_range
+from closedloop.stimuli import grating, to_neuron_range, tone, tones_to_range
 
 
 class TuningSettings(FixedSetSettings):
-    repeats: int = Field(8, ge=1, description="presentations of every grid point")
-    contrast: float = Field(0.25, gt=0, description="images: RMS contrast of the gratings")
-    orientations: int | list[float] = Field(12, description="images: a count spanning [0, 180) or degrees")
-    spatial_frequencies: list[float] = Field([0.05, 0.1, 0.15, 0.2, 0.3], min_length=1,
-                                             description="images: cycles per pixel")
-    phases: int | list[float] = Field(4, description="images: a count spanning [0, 360) or degrees")
-    envelope_sigma: float | None = Field(None, gt=0, description="images: Gaussian window (pixels); none = full field")
-    frequencies: int | list[float] = Field(12, description="audio: a log-spaced count over frequency_range, or Hz")
-    frequency_range: tuple[float, float] = Field((200.0, 4000.0), description="audio: Hz")
-    levels: list[float] = Field([-40.0, -25.0, -10.0], min_length=1, description="audio: dB re full scale")
-    ramp_ms: float = Field(10.0, ge=0, description="audio: on/off ramp")
+    repeats: int = Field(8, ge=1, le=10_000, description="presentations of every grid point")
+    contrast: float = Field(0.25, gt=0, le=10, description="images: RMS contrast of the gratings")
+    orientations: Count | list[Degrees] = Field(12, description="images: a count spanning [0, 180) or degrees",
+                                                json_schema_extra={"unit": "deg"})
+    spatial_frequencies: list[CyclesPerPixel] = Field([0.05, 0.1, 0.15, 0.2, 0.3], min_length=1,
+                                                      description="images: cycles per pixel")
+    phases: Count | list[Degrees] = Field(4, description="images: a count spanning [0, 360) or degrees",
+                                          json_schema_extra={"unit": "deg"})
+    envelope_sigma: float | None = Field(None, gt=0, le=10_000, description="images: Gaussian window; none = full field",
+                                         json_schema_extra={"unit": "pixels"})
+    frequencies: Count | list[Hertz] = Field(12, description="audio: a log-spaced count over frequency_range, or Hz",
+                                             json_schema_extra={"unit": "Hz"})
+    frequency_range: tuple[Hertz, Hertz] = Field((200.0, 4000.0), description="audio: Hz")
+    levels: list[Decibels] = Field([-40.0, -25.0, -10.0], min_length=1, description="audio: dB re full scale")
+    ramp_ms: float = Field(10.0, ge=0, le=10_000, description="audio: on/off ramp, ms")
 
 
 def _values(setting, span: float, name: str) -> np.ndarray:
@@ -44,12 +49,13 @@ def _values(setting, span: float, name: str) -> np.ndarray:
 @register("experiment", "tuning")
 class Tuning(FixedSetExperiment):
     Config = TuningSettings
+    streams = {"order": 1}
 
     def __init__(self, protocol):
         super().__init__(protocol)
         cfg = self.settings
         try:
-            if modality_of(self.neuron) == "audio":
+            if self.neuron.modality == "audio":
                 self.grid, self.stimuli = self._tones(cfg)
                 self.use_space(("frequency", "level"), family="tone", units=["Hz", "dB FS"],
                                log_scale=["frequency"], periods={})
@@ -63,6 +69,8 @@ class Tuning(FixedSetExperiment):
             raise ProtocolError(f"{protocol.source}: {exc}") from None
 
     def _gratings(self, cfg):
+        counts = [len(v) if isinstance(v, list) else v for v in (cfg.orientations, cfg.phases)]
+        self.check_size(counts[0] * counts[1] * len(cfg.spatial_frequencies), "orientations x spatial_frequencies x phases")
         grid = np.array(list(itertools.product(
             _values(cfg.orientations, 180.0, "orientations"), np.asarray(cfg.spatial_frequencies, dtype=np.float64),
             _values(cfg.phases, 360.0, "phases"))))
@@ -78,8 +86,9 @@ class Tuning(FixedSetExperiment):
             frequencies = np.geomspace(lo, hi, cfg.frequencies)
         else:
             frequencies = _values(cfg.frequencies, 0, "frequencies")
+        self.check_size(len(frequencies) * len(cfg.levels), "frequencies x levels")
         grid = np.array(list(itertools.product(frequencies, np.asarray(cfg.levels, dtype=np.float64))))
-        rate = sample_rate_of(self.neuron)
+        rate = self.neuron.sample_rate
         if grid[:, 0].max() >= rate / 2:
             raise ValueError(f"frequencies: {grid[:, 0].max():g} Hz is above the Nyquist frequency {rate / 2:g} Hz")
         n_samples = self.neuron.stimulus_shape[0]
@@ -91,6 +100,5 @@ class Tuning(FixedSetExperiment):
 
     def session(self, writer) -> dict:
         index = writer.add_stimuli(self.grid, 0, self.stimuli)
-        self.present(writer, index, self.stimuli, self.settings.repeats, 0, np.random.default_rng(
-            np.random.SeedSequence([self.settings.seed, 1])))
+        self.present(writer, index, self.stimuli, self.settings.repeats, 0, self.rng("order"))
         return {"grid_points": len(self.grid)}

@@ -38,13 +38,18 @@ class Neuron(Component):
     """A black box queried with repeated stimuli.
 
     Subclasses set `stimulus_shape`, may set `value_range` (the input range they accept),
-    `receptive_field` (ground truth, when known) and `state_columns` (the names of the per-trial
-    state variables their Trials carry, fixed before the run starts so the log can hold them).
+    `modality` and `sample_rate`, `receptive_field` (ground truth, when known) and
+    `state_columns` (the names of the per-trial state variables their Trials carry, fixed before
+    the run starts so the log can hold them) with their `state_units`, and declare `has_gradient`.
     """
 
     stimulus_shape: tuple[int, ...] = ()
     value_range: tuple[float, float] | None = None
+    modality: str = "image"  # "image" or "audio"
+    sample_rate: int | None = None  # Hz, for audio
+    has_gradient: ClassVar[bool] = False  # gradient() is implemented (white-box access)
     state_columns: ClassVar[tuple[str, ...]] = ()
+    state_units: ClassVar[dict[str, str]] = {}  # unit of each state column ("1": dimensionless), for the log
     receptive_field: np.ndarray | None = None
     response_unit: str = "spikes"
     # what the unit is said to detect, for independent judges (closedloop/judges): ("face", None),
@@ -55,12 +60,8 @@ class Neuron(Component):
         raise NotImplementedError
 
     def gradient(self, stimuli: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """White-box access: (clean responses (n,), d response / d stimulus (n, ...))."""
+        """White-box access (when `has_gradient`): (clean responses (n,), d response / d stimulus (n, ...))."""
         raise NotImplementedError(f"neuron kind {self.kind!r} exposes no gradient")
-
-    @property
-    def has_gradient(self) -> bool:
-        return type(self).gradient is not Neuron.gradient
 
     def ground_truth(self) -> dict[str, np.ndarray]:
         """Arrays the log keeps about the neuron itself (e.g. its receptive field)."""

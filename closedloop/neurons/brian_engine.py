@@ -9,12 +9,9 @@ Two ways to run the same Brian2 network:
   small manifest (binary, result file names), so a warm cache needs no code generation at all.
 - `numpy`: Brian2's runtime mode, no compiler needed; fine for small batches and tests.
 
-Noise is drawn by a counter-based generator: a 64-bit hash (splitmix64 finaliser) of
-(seed, neuron index, time step), whose four 16-bit fields summed give an Irwin-Hall(4) variate
-scaled to unit variance (excess kurtosis -0.3; the OU filter over tau/dt ~ 200 steps makes the
-noise current Gaussian to within a fraction of a percent). It costs a few ns, needs no
-per-thread state (so results do not depend on the number of OpenMP threads), and the numpy
-implementation below returns bit-identical numbers.
+Each spiking cell owns an `Engine`: it chooses the target (`Engine.resolve_target`, the only place
+that does) and keeps its simulators for its own life. Brian2's global preferences are set only
+inside `brian_prefs`, which restores them, so a simulation leaves Brian2 as it found it.
 """
 
 from __future__ import annotations
@@ -30,101 +27,14 @@ import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from closedloop.neurons.brian_models import CellModel, parse_quantity
-
-_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-_UNIFORM_SALT = 0xD1B54A32D192ED03
-
-_CPP_HASH = """
-static inline uint64_t closedloop_mix(int32_t i, int64_t step, int32_t seed, uint64_t salt) {
-    uint64_t x = (((uint64_t)(uint32_t)seed << 32) | (uint64_t)(uint32_t)i) ^ salt;
-    x += (uint64_t)step * 0x9E3779B97F4A7C15ULL;
-    x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27; x *= 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
-"""
-_CPP_NORMAL = _CPP_HASH + """
-static inline double noise_normal(int32_t i, int64_t step, int32_t seed) {
-    const uint64_t x = closedloop_mix(i, step, seed, 0ULL);
-    const double s = (double)((x & 0xFFFFULL) + ((x >> 16) & 0xFFFFULL) + ((x >> 32) & 0xFFFFULL) + (x >> 48));
-    return (s * (1.0 / 65536.0) - 2.0) * 1.7320508075688772;
-}
-"""
-_CPP_UNIFORM = """
-static inline double spike_uniform(int32_t i, int64_t step, int32_t seed) {
-    return (double)(closedloop_mix(i, step, seed, 0xD1B54A32D192ED03ULL) >> 11) * (1.0 / 9007199254740992.0);
-}
-"""
-_CPP_EXP = """
-static inline double hazard_exp(double x) {
-    double t = x * 1.4426950408889634;
-    t = t < -1000.0 ? -1000.0 : (t > 1000.0 ? 1000.0 : t);
-    const double n = floor(t);
-    const double g = (t - n) * 0.6931471805599453;
-    const double p = 1.0 + g * (1.0 + g * (0.5 + g * (1.0 / 6 + g * (1.0 / 24 + g * (1.0 / 120 + g * (1.0 / 720 + g * (1.0 / 5040)))))));
-    union { double d; int64_t i; } scale;
-    scale.i = ((int64_t)n + 1023) << 52;
-    return p * scale.d;
-}
-"""
-
-
-def hazard_exp_numpy(x) -> np.ndarray:
-    """exp(x) to ~2e-6 relative error as 2^n * poly(f): the same formula as the C++ version, which
-    is ~4x faster than libm's exp in Brian2's (scalar) threshold loop."""
-    t = np.clip(np.asarray(x, dtype=np.float64) * 1.4426950408889634, -1000.0, 1000.0)
-    n = np.floor(t)
-    g = (t - n) * 0.6931471805599453
-    p = 1.0 + g * (1.0 + g * (0.5 + g * (1.0 / 6 + g * (1.0 / 24 + g * (1.0 / 120 + g * (1.0 / 720 + g * (1.0 / 5040)))))))
-    return p * np.ldexp(1.0, n.astype(np.int64))
-
-
-def _mix(i, step, seed, salt: int) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        i = np.asarray(i).astype(np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
-        seed = np.asarray(seed).astype(np.int64).astype(np.uint64) & np.uint64(0xFFFFFFFF)
-        x = ((seed << np.uint64(32)) | i) ^ np.uint64(salt)
-        x = x + np.asarray(step).astype(np.int64).astype(np.uint64) * np.uint64(_GOLDEN)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(_MIX1)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(_MIX2)
-        return x ^ (x >> np.uint64(31))
-
-
-def noise_normal_numpy(i, step, seed) -> np.ndarray:
-    x = _mix(i, step, seed, 0)
-    m = np.uint64(0xFFFF)
-    s = ((x & m) + ((x >> np.uint64(16)) & m) + ((x >> np.uint64(32)) & m) + (x >> np.uint64(48))).astype(np.float64)
-    return (s * (1.0 / 65536.0) - 2.0) * 1.7320508075688772
-
-
-def spike_uniform_numpy(i, step, seed) -> np.ndarray:
-    return (_mix(i, step, seed, _UNIFORM_SALT) >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
-
-
-def _functions():
-    from brian2 import Function
-
-    def brian_function(numpy_fn, name, cpp, dependencies=None):
-        def vectorised(i, step, seed):
-            return numpy_fn(i, step, seed) * np.ones(np.shape(i))
-        vectorised.__name__ = name
-        function = Function(vectorised, arg_units=[1, 1, 1], return_unit=1,
-                            arg_types=["integer", "integer", "integer"], return_type="float")
-        function.implementations.add_numpy_implementation(vectorised, discard_units=True)
-        function.implementations.add_implementation("cpp", cpp, name=name, dependencies=dependencies)
-        return function
-
-    normal = brian_function(noise_normal_numpy, "noise_normal", _CPP_NORMAL)
-    uniform = brian_function(spike_uniform_numpy, "spike_uniform", _CPP_UNIFORM, {"noise_normal": normal})
-    fast_exp = Function(hazard_exp_numpy, arg_units=[1], return_unit=1, arg_types=["float"], return_type="float")
-    fast_exp.implementations.add_numpy_implementation(hazard_exp_numpy, discard_units=True)
-    fast_exp.implementations.add_implementation("cpp", _CPP_EXP, name="hazard_exp")
-    return normal, uniform, fast_exp
+from closedloop.neurons.brian_noise import CPP_CODE, brian_functions
+from closedloop.neurons.cells.base import CellModel, parse_quantity
 
 
 def cache_dir() -> Path:
@@ -148,9 +58,8 @@ class Layout:
     threads: int = 1
 
     def key(self) -> str:
-        import brian2
-
-        text = json.dumps([repr(self), brian2.__version__, _CPP_NORMAL, _CPP_UNIFORM, _CPP_EXP, "v6"])
+        # the installed version, read without importing brian2 (a cached binary runs without it)
+        text = json.dumps([repr(self), version("brian2"), *CPP_CODE, "v6"])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -167,7 +76,7 @@ class Inputs:
 
 def _network(layout: Layout, b2):
     """The Brian2 objects, identical for both ways of running."""
-    normal, uniform, fast_exp = _functions()
+    normal, uniform, fast_exp = brian_functions()
     model = layout.model
     # The OU noise current is integrated in the cell's own update loop (no extra pass over the
     # neurons): Euler, with the kick scaled so that the stationary SD is exactly noise_sigma; its
@@ -196,6 +105,26 @@ noise_seed : integer (shared)
     return group, monitor, namespace
 
 
+# Ctrl-C is the experiment's (it stops after the generation), not Brian2's
+RUNTIME_PREFS = {"core.stop_on_keyboard_interrupt": False, "codegen.target": "numpy", "logging.std_redirection": False}
+
+
+@contextmanager
+def brian_prefs(changes: dict[str, Any]):
+    """Brian2 with the given global preferences (full dotted names), every one of them restored
+    to its previous value on the way out, so a simulation leaves Brian2 as it found it."""
+    import brian2 as b2
+
+    saved = {name: b2.prefs[name] for name in changes}
+    try:
+        for name, value in changes.items():
+            b2.prefs[name] = value
+        yield b2
+    finally:
+        for name, value in saved.items():
+            b2.prefs[name] = value
+
+
 class NumpySimulator:
     """Brian2 runtime mode: a fresh network for each batch (no compiler needed)."""
 
@@ -203,20 +132,25 @@ class NumpySimulator:
         self.layout = layout
 
     def run(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
-        import brian2 as b2
+        with brian_prefs(RUNTIME_PREFS) as b2:
+            group, monitor, namespace = _network(self.layout, b2)
+            group.I_stim = inputs.I_stim * b2.amp
+            group.theta = inputs.theta * b2.volt
+            group.I_noise = inputs.I_noise * b2.amp
+            group.noise_sigma = inputs.noise_sigma * b2.amp
+            group.noise_seed = inputs.seed
+            network = b2.Network(group, monitor)
+            network.run(self.layout.window_ms * b2.ms, namespace=namespace)
+            return np.asarray(monitor.i[:], dtype=np.int64), np.asarray(monitor.t[:] / b2.second)
 
-        b2.prefs.core.stop_on_keyboard_interrupt = False  # Ctrl-C is the experiment's: it stops after the generation
-        b2.prefs.codegen.target = "numpy"
-        b2.prefs.logging.std_redirection = False
-        group, monitor, namespace = _network(self.layout, b2)
-        group.I_stim = inputs.I_stim * b2.amp
-        group.theta = inputs.theta * b2.volt
-        group.I_noise = inputs.I_noise * b2.amp
-        group.noise_sigma = inputs.noise_sigma * b2.amp
-        group.noise_seed = inputs.seed
-        network = b2.Network(group, monitor)
-        network.run(self.layout.window_ms * b2.ms, namespace=namespace)
-        return np.asarray(monitor.i[:], dtype=np.int64), np.asarray(monitor.t[:] / b2.second)
+    def check(self) -> None:
+        """Run the model for one time step: a ValueError with Brian2's first line if it cannot."""
+        with brian_prefs(RUNTIME_PREFS) as b2:
+            group, monitor, namespace = _network(self.layout, b2)
+            try:
+                b2.Network(group, monitor).run(self.layout.dt_ms * b2.ms, namespace=namespace)
+            except Exception as exc:  # Brian2 reports bad models with several kinds of exception
+                raise ValueError(f"cell: Brian2 cannot run the model: {str(exc).splitlines()[0]}") from None
 
 
 class StandaloneSimulator:
@@ -224,51 +158,65 @@ class StandaloneSimulator:
 
     def __init__(self, layout: Layout):
         self.layout = layout
-        self.project = cache_dir() / f"standalone-{layout.key()}"
+        self.project = self.project_dir(layout)
         self.manifest = self._load_or_build()
         self.workdir = Path(tempfile.mkdtemp(prefix="closedloop-run-"))
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.workdir), True)
 
+    @staticmethod
+    def project_dir(layout: Layout) -> Path:
+        return cache_dir() / f"standalone-{layout.key()}"
+
+    @classmethod
+    def is_built(cls, layout: Layout) -> bool:
+        """Whether the binary for this layout is in the cache (a run would not wait for a build)."""
+        project = cls.project_dir(layout)
+        return (project / "closedloop-manifest.json").is_file() and (project / "main").is_file()
+
     def _load_or_build(self) -> dict:
+        manifest_path = self.project / "closedloop-manifest.json"
+        if self.is_built(self.layout):  # the manifest is written whole, last: no lock, no brian2 import
+            return json.loads(manifest_path.read_text())
         from brian2.utils.filelock import FileLock
 
-        manifest_path = self.project / "closedloop-manifest.json"
         with FileLock(str(self.project) + ".lock"):
-            if manifest_path.is_file() and (self.project / "main").is_file():
+            if self.is_built(self.layout):  # another process built it meanwhile
                 return json.loads(manifest_path.read_text())
             manifest = self._build()
-            manifest_path.write_text(json.dumps(manifest))
+            partial = manifest_path.with_suffix(".tmp")
+            partial.write_text(json.dumps(manifest))
+            os.replace(partial, manifest_path)
             return manifest
 
     def _build(self) -> dict:
-        import brian2 as b2
         from brian2.devices.device import all_devices
 
-        b2.prefs.core.stop_on_keyboard_interrupt = False
-        previous = b2.get_device()
-        standalone = all_devices["cpp_standalone"]
-        b2.set_device(standalone, build_on_run=False, directory=str(self.project))
-        try:
-            # one thread builds plain code: OpenMP with one thread only adds barriers
-            b2.prefs.devices.cpp_standalone.openmp_threads = self.layout.threads if self.layout.threads > 1 else 0
-            b2.prefs.logging.std_redirection = False
-            group, monitor, namespace = _network(self.layout, b2)
-            network = b2.Network(group, monitor)
-            network.run(self.layout.window_ms * b2.ms, namespace=namespace)
-            from brian2.codegen.cpp_prefs import get_compiler_and_args
+        # one thread builds plain code: OpenMP with one thread only adds barriers
+        prefs = {"core.stop_on_keyboard_interrupt": False, "logging.std_redirection": False,
+                 "devices.cpp_standalone.openmp_threads": self.layout.threads if self.layout.threads > 1 else 0}
+        with brian_prefs(prefs) as b2:
+            previous = b2.get_device()
+            standalone = all_devices["cpp_standalone"]
+            b2.set_device(standalone, build_on_run=False, directory=str(self.project))
+            try:
+                return self._build_on(standalone, b2)
+            finally:
+                standalone.reinit()
+                b2.set_device(all_devices["runtime"] if previous is standalone else previous)
 
-            with _compiler_output_to(self.project.parent / f"{self.project.name}.log"):
-                standalone.build(compile=False, run=False, directory=str(self.project), with_output=False)
-                for source in (self.project / "code_objects").glob("cells_spike_thresholder_codeobject*.cpp"):
-                    source.write_text(split_threshold_loop(source.read_text()))
-                standalone.compile_source(str(self.project), get_compiler_and_args()[0], False, False)
-            names = {}
-            names["spikes.i"] = standalone.get_array_filename(monitor.variables["i"])
-            names["spikes.t"] = standalone.get_array_filename(monitor.variables["t"])
-        finally:
-            standalone.reinit()
-            b2.set_device(all_devices["runtime"] if previous is standalone else previous)
-            b2.prefs.devices.cpp_standalone.openmp_threads = 0
+    def _build_on(self, standalone, b2) -> dict:
+        from brian2.codegen.cpp_prefs import get_compiler_and_args
+
+        group, monitor, namespace = _network(self.layout, b2)
+        network = b2.Network(group, monitor)
+        network.run(self.layout.window_ms * b2.ms, namespace=namespace)
+        with _compiler_output_to(self.project.parent / f"{self.project.name}.log"):
+            standalone.build(compile=False, run=False, directory=str(self.project), with_output=False)
+            for source in (self.project / "code_objects").glob("cells_spike_thresholder_codeobject*.cpp"):
+                source.write_text(split_threshold_loop(source.read_text()))
+            standalone.compile_source(str(self.project), get_compiler_and_args()[0], False, False)
+        names = {"spikes.i": standalone.get_array_filename(monitor.variables["i"]),
+                 "spikes.t": standalone.get_array_filename(monitor.variables["t"])}
         return {"files": names, "threads": self.layout.threads}
 
     def run(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray]:
@@ -279,7 +227,8 @@ class StandaloneSimulator:
             path = work / f"{name}.dat"
             np.ascontiguousarray(values, dtype=np.float64).tofile(path)
             args.append(f"cells.{name}={path}")
-        args += [f"cells.noise_sigma={inputs.noise_sigma!r}", f"cells.noise_seed={int(inputs.seed)}"]
+        # repr of a Python float round-trips through the binary's strtod; a numpy scalar's would not
+        args += [f"cells.noise_sigma={float(inputs.noise_sigma)!r}", f"cells.noise_seed={int(inputs.seed)}"]
         env = {**os.environ, "OMP_NUM_THREADS": str(self.layout.threads), "OMP_WAIT_POLICY": "active" if self.layout.threads > 1 else "passive"}
         # its own session: a Ctrl-C meant for the experiment must not kill the simulation in flight
         done = subprocess.run(args, cwd=self.project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -353,53 +302,85 @@ def compiler_works() -> bool:
     return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("c++") is not None
 
 
-_SIMULATORS: dict[tuple[str, Layout], object] = {}
-_BROKEN: list[str] = []  # why the standalone build failed in this process, if it did
-
-
 def standalone_size(n: int) -> int:
-    """Cells in the binary built for a batch of n: at least 64, then powers of two up to 1024, then
-    multiples of 1024, so that a few builds serve every batch size (the extra cells get no input
-    and their spikes are dropped; a cell's noise depends only on its index, not on the padding)."""
-    if n <= 64:
-        return 64
-    if n <= 1024:
-        return 1 << (n - 1).bit_length()
+    """Cells in the binary built for a batch of n: 64, 256 or 1024, then multiples of 1024, so that
+    a few builds serve every batch size (the extra cells get no input and their spikes are dropped;
+    a cell's noise depends only on its index, not on the padding). The steps are coarse on
+    purpose: a spiking cell's first batch carries 64 calibration cells besides its stimuli, and
+    it must fall in the same binary as the batches after it, or every run would simulate that
+    first batch in numpy mode (importing Brian2) for want of a binary no later call builds."""
+    for size in (64, 256, 1024):
+        if n <= size:
+            return size
     return -(-n // 1024) * 1024
 
 
-def simulator(layout: Layout, target: str):
-    """One simulator per (target, layout), kept for the life of the process."""
-    if target == "auto":
-        target = "standalone" if compiler_works() else "numpy"
-    key = (target, layout)
-    if key not in _SIMULATORS:
-        _SIMULATORS[key] = StandaloneSimulator(layout) if target == "standalone" else NumpySimulator(layout)
-    return _SIMULATORS[key]
+AUTO_NUMPY_CALLS = 2  # target auto: calls run in numpy mode while the binary is not built yet
 
 
-def simulate(layout: Layout, inputs: Inputs, target: str = "auto") -> tuple[np.ndarray, list[np.ndarray]]:
-    """Spike counts (N,) and spike times (s after onset) of each neuron."""
-    n = layout.n
-    if target == "auto":
-        target = "standalone" if compiler_works() and not _BROKEN else "numpy"
-        if target == "standalone":
+class Engine:
+    """Runs the batches of one cell model: chooses the Brian2 target (`resolve_target`, the only
+    place it is chosen) and keeps one simulator per (target, batch size) for its own life."""
+
+    def __init__(self, model: CellModel, dt_ms: float, window_ms: float, noise_tau_ms: float, threads: int = 1,
+                 target: str = "auto"):
+        self.template = Layout(model, 0, dt_ms, window_ms, noise_tau_ms, threads)
+        self.requested = target
+        self.broken: str | None = None  # why a standalone build failed, if one did
+        self._simulators: dict[tuple[str, int], NumpySimulator | StandaloneSimulator] = {}
+
+    def layout(self, n: int) -> Layout:
+        return replace(self.template, n=n)
+
+    def resolve_target(self, n: int, call: int) -> str:
+        """"numpy" or "standalone" for the `call`-th batch (counted from 1) of n cells.
+
+        auto: standalone when a C++ compiler is found and no build has failed, except that the
+        first AUTO_NUMPY_CALLS calls run in numpy mode while the binary for their size is not
+        built yet, so that a short use never waits for a compiler. Both targets give the same
+        spikes (the same counter-based noise and formulas), so the choice never shows in a log."""
+        if self.requested != "auto":
+            return self.requested
+        if self.broken is not None or not compiler_works():
+            return "numpy"
+        if call <= AUTO_NUMPY_CALLS and not StandaloneSimulator.is_built(self.layout(standalone_size(n))):
+            return "numpy"
+        return "standalone"
+
+    def simulator(self, n: int, target: str) -> NumpySimulator | StandaloneSimulator:
+        """The simulator for exactly n cells, built or loaded on first use."""
+        key = (target, n)
+        if key not in self._simulators:
+            layout = self.layout(n)
+            self._simulators[key] = StandaloneSimulator(layout) if target == "standalone" else NumpySimulator(layout)
+        return self._simulators[key]
+
+    def simulate(self, inputs: Inputs, call: int) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Spike counts (N,) and spike times (s after onset) of each cell."""
+        n = len(inputs.I_stim)
+        simulator = None
+        if self.resolve_target(n, call) == "standalone":
+            size = standalone_size(n)
             try:
-                simulator(replace(layout, n=standalone_size(n)), target)
-            except RuntimeError as exc:  # the build failed: say so once, then stay in runtime mode
-                _BROKEN.append(str(exc))
+                simulator = self.simulator(size, "standalone")
+            except RuntimeError as exc:
+                if self.requested != "auto":
+                    raise
+                self.broken = str(exc)  # said once: auto stays in numpy mode from now on
                 warnings.warn(f"Brian2 standalone build failed, using the numpy target: {str(exc)[:300]}")
-                target = "numpy"
-    if target == "standalone" and standalone_size(n) != n:
-        size = standalone_size(n)
-        pad = size - n
-        inputs = replace(inputs, I_stim=np.concatenate([inputs.I_stim, np.zeros(pad)]),
-                         theta=np.concatenate([inputs.theta, np.zeros(pad)]),
-                         I_noise=np.concatenate([inputs.I_noise, np.zeros(pad)]))
-        layout = replace(layout, n=size)
-    index, times = simulator(layout, target).run(inputs)
-    keep = index < n
-    index, times = index[keep], times[keep]
-    counts = np.bincount(index, minlength=n)
-    order = np.lexsort((times, index))
-    return counts, np.split(times[order], np.cumsum(counts)[:-1])
+            else:
+                pad = np.zeros(size - n)
+                inputs = replace(inputs, I_stim=np.concatenate([inputs.I_stim, pad]),
+                                 theta=np.concatenate([inputs.theta, pad]), I_noise=np.concatenate([inputs.I_noise, pad]))
+        if simulator is None:
+            simulator = self.simulator(n, "numpy")
+        index, times = simulator.run(inputs)
+        keep = index < n
+        index, times = index[keep], times[keep]
+        counts = np.bincount(index, minlength=n)
+        order = np.lexsort((times, index))
+        return counts, np.split(times[order], np.cumsum(counts)[:-1])
+
+    def check(self) -> None:
+        """Run the model for one time step (numpy mode), so that mistakes surface at load time."""
+        NumpySimulator(self.layout(1)).check()

@@ -26,8 +26,8 @@ from closedloop.component import Settings
 
 
 class OUDrift(Settings):
-    size: float = Field(0.0, ge=0, description="stationary standard deviation (0: off)")
-    tau: float = Field(300.0, gt=0, description="correlation time in session time, s")
+    size: float = Field(0.0, ge=0, le=10, description="stationary standard deviation (0: off)")
+    tau: float = Field(300.0, gt=0, le=1e6, description="correlation time in session time, s")
 
 
 class DriftSettings(Settings):
@@ -37,12 +37,12 @@ class DriftSettings(Settings):
 
 
 class AdaptationSettings(Settings):
-    strength: float = Field(0.002, ge=0, description="nA of slow adaptation current per spike (0: off)")
-    tau: float = Field(0.5, gt=0, description="decay time of the slow adaptation current, s")
+    strength: float = Field(0.002, ge=0, le=100, description="nA of slow adaptation current per spike (0: off)")
+    tau: float = Field(0.5, gt=0, le=10_000, description="decay time of the slow adaptation current, s")
 
 
 class RecordingSettings(Settings):
-    decay: float | None = Field(None, gt=0, description="time constant of the loss of detected spikes, s (none: stable)")
+    decay: float | None = Field(None, gt=0, le=1e6, description="time constant of the loss of detected spikes, s (none: stable)")
     floor: float = Field(0.5, ge=0, le=1, description="fraction of spikes still detected in the long run")
 
 

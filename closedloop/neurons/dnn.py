@@ -14,38 +14,43 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import Settings
+from closedloop.component import ImportTarget, Level, ProtocolPath, Settings
+from closedloop.errors import reason
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
 from closedloop.registry import register
 
 
 class NoiseSettings(Settings):
-    kind: Literal["none", "poisson", "gaussian"] = "none"
-    rate_scale: float = Field(20.0, gt=0, description="poisson: counts ~ Poisson(rate_scale * max(0, activation))")
-    sigma: float = Field(0.1, ge=0, description="gaussian: response = activation * (1 + sigma * N(0, 1))")
+    kind: Literal["none", "poisson", "gaussian"] = Field("none", description="none: the response is the activation")
+    rate_scale: float = Field(20.0, gt=0, le=1e6, description="poisson: counts ~ Poisson(rate_scale * max(0, activation))")
+    sigma: float = Field(0.1, ge=0, le=100, description="gaussian: response = activation * (1 + sigma * N(0, 1))")
 
 
 class DNNSettings(Settings):
     model: str | None = Field(None, description="a zoo model name (see `closedloop zoo`)")
-    import_: str | None = Field(None, alias="import", description="or your own: 'package.module:factory'")
-    weights: str | None = Field(None, description="a state_dict file for the imported model (path from the working directory)")
-    input_shape: tuple[int, ...] | None = Field(None, description="imported model: shape of one stimulus")
-    value_range: tuple[float, float] = Field((0.0, 1.0), description="imported model: the input range it expects")
+    import_: ImportTarget | None = Field(None, alias="import", description="or your own: 'module:factory' (a module "
+                                        "installed or beside the protocol) or 'file.py:factory'")
+    weights: ProtocolPath | None = Field(None, description="a state_dict file for the imported model (beside the protocol)")
+    input_shape: tuple[Annotated[int, Field(ge=1, le=100_000)], ...] | None = Field(
+        None, min_length=1, max_length=4, description="imported model: shape of one stimulus")
+    value_range: tuple[Level, Level] = Field((0.0, 1.0), description="imported model: the input range it expects")
     modality: Literal["image", "audio"] = Field("image", description="imported model: image or audio")
+    sample_rate: int | None = Field(None, ge=1000, le=384_000, description="imported audio model: the sample rate it expects, Hz")
     unit: str | None = Field(None, description="a zoo unit name; default the model's default unit")
     layer: str | None = Field(None, description="module path of the layer ('' = the model's output)")
-    channel: int | None = Field(None, ge=0, description="channel index on axis 1 of the layer's output")
-    position: tuple[int, ...] | None = Field(None, description="index into the remaining axes; default their mean")
-    noise: NoiseSettings = NoiseSettings()
-    batch_size: int = Field(256, ge=1, description="stimuli per forward pass")
-    threads: int = Field(1, ge=1, description="torch threads (at most the cores)")
-    period: float = Field(0.1, gt=0, description="nominal seconds per presentation, for t_start")
+    channel: int | None = Field(None, ge=0, le=1_000_000, description="channel index on axis 1 of the layer's output")
+    position: tuple[Annotated[int, Field(ge=-100_000, le=100_000)], ...] | None = Field(
+        None, max_length=4, description="index into the remaining axes; default their mean")
+    noise: NoiseSettings = Field(NoiseSettings(), description="noise that makes the unit a noisy cell")
+    batch_size: int = Field(256, ge=1, le=100_000, description="stimuli per forward pass")
+    threads: int = Field(1, ge=1, le=1024, description="torch threads (at most the cores)")
+    period: float = Field(0.1, gt=0, le=3600, description="nominal time per presentation, for t_start, s")
 
     @model_validator(mode="after")
     def _one_model(self):
@@ -55,29 +60,38 @@ class DNNSettings(Settings):
             raise ValueError("input_shape: required with import (the shape of one stimulus)")
         if self.import_ is not None and self.unit is not None:
             raise ValueError("unit: names zoo units only; give layer/channel/position for an imported model")
+        if self.import_ is not None and self.modality == "audio" and self.sample_rate is None:
+            raise ValueError("sample_rate: required with an imported audio model (the rate it expects, Hz)")
         if self.model is not None:
-            for name in ("weights", "input_shape", "value_range", "modality"):
+            for name in ("weights", "input_shape", "value_range", "modality", "sample_rate"):
                 if name in self.model_fields_set:
                     raise ValueError(f"{name}: only for an imported model; zoo model {self.model!r} declares its own")
         return self
 
 
 def import_factory(path: str):
-    """'package.module:attribute' -> the attribute, without eval."""
-    module_name, sep, attribute = path.partition(":")
+    """'package.module:attribute', 'FOLDER/package.module:attribute' (a module in FOLDER, as
+    protocol paths resolve it) or 'file.py:attribute' -> the attribute, without eval."""
+    module_name, sep, attribute = path.rpartition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"import: expected 'package.module:factory', got {path!r}")
-    # as `python -m` would: the user's own modules beside the protocol run are importable
-    added = os.getcwd() not in sys.path and "" not in sys.path
+        raise ValueError(f"import: expected 'module:factory' or 'file.py:factory', got {path!r}")
+    folder, _, module_name = module_name.rpartition("/")
+    if module_name.endswith(".py"):
+        if not (Path(folder or ".") / module_name).is_file():
+            raise ValueError(f"import: no such file {str(Path(folder or '.') / module_name)!r}")
+        module_name = module_name.removesuffix(".py")
+    # as `python -m` would: modules in the folder (else the working directory) are importable
+    search = str(Path(folder).resolve()) if folder else os.getcwd()
+    added = search not in sys.path and (bool(folder) or "" not in sys.path)
     if added:
-        sys.path.insert(0, os.getcwd())
+        sys.path.insert(0, search)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"import: cannot import module {module_name!r} ({exc})") from None
     finally:
         if added:
-            sys.path.remove(os.getcwd())
+            sys.path.remove(search)
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
@@ -122,10 +136,27 @@ class DNNUnit(Neuron):
     """One channel of one layer of a torch module, optionally at one position."""
 
     Config = DNNSettings
+    has_gradient = True
 
     def __init__(self, config: DNNSettings, seed: int):
         super().__init__(config, seed)
         torch_threads(config.threads)
+        layer, channel, position = self._network(config)
+        self.layer, self.channel = layer or "", 0 if channel is None else channel
+        self.position = None if position is None else tuple(position)
+        layers = dict(self.module.named_modules())
+        if self.layer not in layers:
+            names = [name for name in layers if name]
+            raise ValueError(f"layer: no module {self.layer!r} in the model (one of: {', '.join(names[:12])}"
+                             f"{' ...' if len(names) > 12 else ''})")
+        self._target = layers[self.layer]
+        self.response_unit = "counts" if config.noise.kind == "poisson" else "activation"
+        self.clock, self.calls = 0.0, 0
+        self._check_selection()
+
+    def _network(self, config) -> tuple[str | None, int | None, tuple[int, ...] | None]:
+        """Set the module, its input contract (stimulus_shape, value_range, modality, sample_rate)
+        and the unit's claim; return the unit's (layer, channel, position), None where unset."""
         layer, channel, position = config.layer, config.channel, config.position
         if config.model is not None:
             from closedloop import zoo
@@ -154,18 +185,8 @@ class DNNUnit(Neuron):
             self.stimulus_shape = tuple(config.input_shape)
             self.value_range = tuple(config.value_range)
             self.modality = config.modality
-            self.sample_rate = None
-        self.layer, self.channel = layer or "", 0 if channel is None else channel
-        self.position = None if position is None else tuple(position)
-        layers = dict(self.module.named_modules())
-        if self.layer not in layers:
-            names = [name for name in layers if name]
-            raise ValueError(f"layer: no module {self.layer!r} in the model (one of: {', '.join(names[:12])}"
-                             f"{' ...' if len(names) > 12 else ''})")
-        self._target = layers[self.layer]
-        self.response_unit = "counts" if config.noise.kind == "poisson" else "activation"
-        self.clock, self.calls = 0.0, 0
-        self._check_selection()
+            self.sample_rate = config.sample_rate
+        return layer, channel, position
 
     @contextmanager
     def _capture(self):
@@ -207,8 +228,14 @@ class DNNUnit(Neuron):
 
     def _check_selection(self):
         """Fail at construction, not mid-run, when layer/channel/position do not fit."""
-        with torch.no_grad():
-            self._forward(torch.full((1, *self.stimulus_shape), float(np.mean(self.value_range))))
+        probe = torch.full((1, *self.stimulus_shape), float(np.mean(self.value_range)))
+        try:
+            with torch.no_grad():
+                self._forward(probe)
+        except (RuntimeError, IndexError, TypeError) as exc:  # the network's own complaint about the shape
+            what = "input_shape" if self.config.import_ is not None else "model"
+            raise ValueError(f"{what}: the network does not take stimuli of shape {self.stimulus_shape} (a batch "
+                             f"{tuple(probe.shape)}): {reason(exc)}") from None
 
     def _as_batch(self, stimuli) -> np.ndarray:
         stimuli = np.asarray(stimuli, dtype=np.float32)

@@ -21,7 +21,8 @@ from pydantic import Field
 
 from closedloop.component import Settings
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.receptive_fields import GaborSettings, gabor
+from closedloop.neurons.front_ends.base import gabor
+from closedloop.neurons.front_ends.gabor import GaborSettings
 from closedloop.registry import register
 
 
@@ -32,13 +33,13 @@ class LNPSettings(Settings):
     field: str = Field("gabor", pattern="^(gabor|dog|random)$", description="receptive field shape")
     front_end: GaborSettings = GaborSettings()
     model: str = Field("simple", pattern="^(simple|energy)$", description="simple: one filter; energy: quadrature pair")
-    surround_ratio: float = Field(2.5, gt=1, description="dog: surround sigma / centre sigma (centre = front_end.sigma / 2)")
-    field_seed: int = Field(0, ge=0, description="random: which random field")
-    r_max: float = Field(50.0, gt=0, description="rate at the optimum above baseline, Hz")
-    baseline: float = Field(0.0, ge=0, description="spontaneous rate, Hz")
-    exponent: float = Field(1.0, gt=0, description="power of the rectified similarity")
-    window: float = Field(200.0, gt=0, description="counting window T, ms")
-    interval: float = Field(100.0, ge=0, description="blank interval between presentations, ms")
+    surround_ratio: float = Field(2.5, gt=1, le=100, description="dog: surround sigma / centre sigma (centre = front_end.sigma / 2)")
+    field_seed: int = Field(0, ge=0, le=2**32 - 1, description="random: which random field")
+    r_max: float = Field(50.0, gt=0, le=10_000, description="rate at the optimum above baseline, Hz")
+    baseline: float = Field(0.0, ge=0, le=10_000, description="spontaneous rate, Hz")
+    exponent: float = Field(1.0, gt=0, le=100, description="power of the rectified similarity")
+    window: float = Field(200.0, ge=1, le=100_000, description="counting window T, ms")
+    interval: float = Field(100.0, ge=0, le=1e6, description="blank interval between presentations, ms")
     noise: str = Field("poisson", pattern="^(poisson|none)$", description="none: counts are their expected value")
 
 
@@ -92,6 +93,7 @@ class LNPCell(Neuron):
 
     Config = LNPSettings
     state_columns = ("rate",)
+    state_units = {"rate": "Hz"}
     response_unit = "spikes"
 
     def __init__(self, config: LNPSettings, seed: int):

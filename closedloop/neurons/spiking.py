@@ -1,68 +1,52 @@
 """A Brian2 spiking cell behind a receptive-field front end.
 
-stimulus -> front end (receptive_fields.py: gabor, complex, dog, strf, dnn) -> drive ->
-input current bias + gain * drive -> cell (brian_models.py: lif, adex, custom equations) with an
-OU noise current (and, for the LIF, stochastic escape-noise spiking) -> spike count in the window,
-with slow state across presentations (brian_session.py: drift, carried adaptation, recording
-quality) unless `reset_state` is set. One call to `present` is ONE batched Brian2 simulation
-(brian_engine.py): n stimuli x repeats independent cells in one NeuronGroup.
+stimulus -> front end (front_ends/: gabor, complex, dog, strf, dnn) -> drive -> input current
+bias + gain * drive -> cell model (cells/: lif, adex, custom equations) with an OU noise current
+(and, for the LIF, stochastic escape-noise spiking) -> spike count in the window, with slow state
+across presentations (brian_session.py: drift, carried adaptation, recording quality) unless
+`reset_state` is set. One call to `present` is ONE batched Brian2 simulation (brian_engine.py):
+n stimuli x repeats independent cells in one NeuronGroup.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from closedloop.component import Settings
+from closedloop.component import Settings, kind_of
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.brian_engine import Inputs, Layout, cache_dir, simulate
-from closedloop.neurons.brian_models import (AdExSettings, CellSettings, CustomSettings, LIFSettings,
-                                             cell_model)
+from closedloop.neurons.brian_engine import AUTO_NUMPY_CALLS, Engine, Inputs, cache_dir
 from closedloop.neurons.brian_session import AdaptationSettings, DriftSettings, RecordingSettings, Session
-from closedloop.neurons.receptive_fields import (FrontEndSettings, GaborSettings, build_front_end,
-                                                front_end_settings)
-from closedloop.registry import register
+from closedloop.registry import lookup, register
 
 __all__ = ["SpikingCell", "SpikingSettings", "cache_dir"]
 
-TAGGED = {"front_end": ("kind", "gabor", front_end_settings()),
-          "cell": ("model", "lif", {"lif": LIFSettings, "adex": AdExSettings, "custom": CustomSettings})}
 CURVE_POINTS = 32  # resolution of the rate curve kept in the state
 CALIBRATION_CELLS = 64  # cells added to the first batch to measure it
-AUTO_NUMPY_CALLS = 2  # target auto: calls run in numpy mode before switching to standalone
 
 
 class SpikingSettings(Settings):
     size: int = Field(16, ge=2, le=256, description="image side in pixels (image front ends)")
-    reference_contrast: float = Field(0.25, gt=0, description="RMS contrast at which the optimum gives drive 1")
-    front_end: FrontEndSettings = Field(GaborSettings(), description="receptive field; kind: gabor (default), "
-                                                                     "complex, dog, strf or dnn")
-    cell: CellSettings = Field(LIFSettings(), description="model: lif (default), adex or custom")
+    reference_contrast: float = Field(0.25, gt=0, le=10, description="RMS contrast at which the optimum gives drive 1")
+    front_end: kind_of("front_end", "gabor") = Field(
+        default_factory=dict, validate_default=True,
+        description="receptive field; kind: one of closedloop/neurons/front_ends/ (default gabor)")
+    cell: kind_of("cell", "lif", tag="model") = Field(
+        default_factory=dict, validate_default=True,
+        description="cell model; model: one of closedloop/neurons/cells/ (default lif)")
     drift: DriftSettings = DriftSettings()
     adaptation: AdaptationSettings = AdaptationSettings()
     recording: RecordingSettings = RecordingSettings()
     reset_state: bool = Field(False, description="the same brain state at every presentation: no drift, no "
                                                  "carried adaptation, no loss of recording quality")
-    window: float = Field(200.0, gt=0, description="presentation window, ms")
-    interval: float = Field(100.0, ge=0, description="blank interval between presentations, ms")
-    dt: float = Field(0.1, gt=0, description="simulation time step, ms")
+    window: float = Field(200.0, gt=0, le=100_000, description="presentation window, ms")
+    interval: float = Field(100.0, ge=0, le=100_000, description="blank interval between presentations, ms")
+    dt: float = Field(0.1, gt=0, le=10, description="simulation time step, ms")
     target: str = Field("auto", pattern="^(auto|standalone|numpy)$",
                         description="Brian2 mode: standalone (compiled once, cached), numpy, or auto "
-                                    "(numpy for the first 2 calls, then standalone if a C++ compiler is found)")
+                                    f"(standalone if a C++ compiler is found; numpy for the first "
+                                    f"{AUTO_NUMPY_CALLS} calls while the binary is not built yet)")
     threads: int = Field(1, ge=1, le=64, description="OpenMP threads of the standalone binary")
-
-    @field_validator("front_end", "cell", mode="wrap")
-    @classmethod
-    def _pick_by_tag(cls, value, handler, info):
-        """A union chosen by its tag (`front_end.kind`, default gabor; `cell.model`, default lif),
-        validated here so that errors name the field path without the tag."""
-        if not isinstance(value, dict):
-            return handler(value)
-        tag, default, table = TAGGED[info.field_name]
-        name = value.get(tag, default)
-        if name not in table:
-            raise ValueError(f"{tag}: unknown {tag} {name!r} (one of: {', '.join(table)})")
-        return table[name].model_validate(value)
 
 
 @register("neuron", "spiking")
@@ -74,16 +58,19 @@ class SpikingCell(Neuron):
 
     def __init__(self, config: SpikingSettings, seed: int):
         super().__init__(config, seed)
-        self.front_end = build_front_end(config.front_end, config.size, config.reference_contrast, seed)
+        self.front_end = lookup("front_end", config.front_end.kind)(
+            config.front_end, seed, size=config.size, reference_contrast=config.reference_contrast)
         self.stimulus_shape = tuple(self.front_end.stimulus_shape)
         self.modality, self.sample_rate = self.front_end.modality, self.front_end.sample_rate
         self.value_range = self.front_end.value_range
         self.receptive_field = self.front_end.receptive_field
-        self.model = cell_model(config.cell)
-        if isinstance(config.cell, CustomSettings):
-            if config.drift.threshold.size > 0 and "theta" not in config.cell.threshold + config.cell.equations:
-                raise ValueError("cell.threshold: drift.threshold is on but the model never uses theta (volt)")
-            self._check_custom_model()
+        self.cell = lookup("cell", config.cell.model)(config.cell, seed)
+        self.engine = Engine(self.cell.model, config.dt, config.window, config.cell.noise_tau, config.threads,
+                             config.target)
+        if config.drift.threshold.size > 0 and "theta" not in self.cell.model.threshold + self.cell.model.equations:
+            raise ValueError("cell.threshold: drift.threshold is on but the model never uses theta (volt)")
+        if self.cell.user_equations:
+            self.engine.check()
         self.session = Session(config.drift, config.adaptation, config.recording, config.reset_state)
         self.state_columns = ("drive", *self.session.columns)
         self.clock = 0.0
@@ -96,18 +83,6 @@ class SpikingCell(Neuron):
     def drive(self, stimuli: np.ndarray) -> np.ndarray:
         return self.front_end.drive(stimuli)
 
-    def layout(self, n: int) -> Layout:
-        cfg = self.config
-        return Layout(self.model, n, cfg.dt, cfg.window, cfg.cell.noise_tau, cfg.threads)
-
-    def target(self) -> str:
-        """`auto`: Brian2 runtime (numpy) for the first AUTO_NUMPY_CALLS calls, so that a short use
-        never waits for a build, then the cached standalone binary; fixed by the call count, so
-        a resumed run makes the same choice."""
-        if self.config.target != "auto":
-            return self.config.target
-        return "numpy" if self.calls <= AUTO_NUMPY_CALLS else "auto"
-
     def _simulate(self, currents_nA, theta_mV, seed: int):
         cfg = self.config
         rng = np.random.default_rng(seed)
@@ -116,7 +91,7 @@ class SpikingCell(Neuron):
                         theta=np.asarray(theta_mV, dtype=np.float64) * 1e-3,
                         I_noise=rng.standard_normal(len(currents_nA)) * sigma,  # stationary start
                         noise_sigma=sigma, seed=int(rng.integers(2**31 - 1)))
-        return simulate(self.layout(len(currents_nA)), inputs, self.target())
+        return self.engine.simulate(inputs, self.calls)
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         stimuli = np.asarray(stimuli, dtype=np.float64)
@@ -182,19 +157,6 @@ class SpikingCell(Neuron):
         smooth = np.convolve(np.pad(counts.astype(float), width // 2, mode="edge"), np.ones(width) / width, "valid")
         grid = np.linspace(currents[0], currents[-1], CURVE_POINTS)
         return np.stack([grid, np.interp(grid, currents, np.maximum.accumulate(smooth))])
-
-    def _check_custom_model(self) -> None:
-        """Build the user's equations once (tiny runtime group) so mistakes surface at load time."""
-        import brian2 as b2
-
-        from closedloop.neurons.brian_engine import _network
-
-        b2.prefs.codegen.target = "numpy"
-        group, monitor, namespace = _network(self.layout(1), b2)
-        try:
-            b2.Network(group, monitor).run(self.config.dt * b2.ms, namespace=namespace)
-        except Exception as exc:
-            raise ValueError(f"cell: Brian2 cannot run the model: {str(exc).splitlines()[0]}") from None
 
     def get_state(self):
         """Fixed-size 1-D arrays (the log keeps one row per generation)."""

@@ -18,6 +18,7 @@ def onto_sphere(z: np.ndarray, radius: float) -> np.ndarray:
 
 
 class Optimizer(Component):
+    popsize: int = 0  # latent vectors per ask(); every optimizer sets it in __init__
     # names of the numbers status() returns, fixed before the run so the log can hold them
     status_columns: tuple[str, ...] = ()
     # learns from any stimulus it is told about, not only from those it asked for, so seed
@@ -28,6 +29,10 @@ class Optimizer(Component):
         super().__init__(config, seed)
         self.space = space
         self.dim = space.dim
+
+    def plan(self, stimuli: int) -> None:
+        """How many stimuli the experiment will ask for at most, told before the first ask (for
+        optimizers that choose their strategy by the budget)."""
 
     def ask(self) -> np.ndarray:
         """(n, dim) latent vectors to present next."""

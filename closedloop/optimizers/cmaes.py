@@ -24,8 +24,8 @@ from closedloop.registry import register
 
 
 class CMAESSettings(Settings):
-    popsize: int | None = Field(None, ge=2, description="stimuli per generation; default pycma's 4 + 3 ln(dim)")
-    sigma0: float = Field(1.0, gt=0, description="initial step size, in units of the prior's standard deviation")
+    popsize: int | None = Field(None, ge=2, le=100_000, description="stimuli per generation; default pycma's 4 + 3 ln(dim)")
+    sigma0: float = Field(1.0, gt=0, le=100, description="initial step size, in units of the prior's standard deviation")
     sphere: bool = Field(False, description="search directions only, on a sphere (for spaces that ignore the latent's scale)")
 
 

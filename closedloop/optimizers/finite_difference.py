@@ -16,9 +16,9 @@ from closedloop.registry import register
 
 
 class FiniteDifferenceSettings(Settings):
-    pairs: int = Field(10, ge=1, description="antithetic probe pairs per generation")
-    radius: float = Field(0.5, gt=0, description="probe distance, relative to the norm of the current point")
-    learning_rate: float = Field(0.3, gt=0, description="step length, relative to the norm of the current point")
+    pairs: int = Field(10, ge=1, le=10_000, description="antithetic probe pairs per generation")
+    radius: float = Field(0.5, gt=0, le=100, description="probe distance, relative to the norm of the current point")
+    learning_rate: float = Field(0.3, gt=0, le=100, description="step length, relative to the norm of the current point")
 
 
 @register("optimizer", "finite_difference")

@@ -23,12 +23,13 @@ from closedloop.registry import register
 
 
 class GeneticSettings(Settings):
-    popsize: int = Field(20, ge=4)
-    elites: int = Field(2, ge=0)
-    selectivity: float = Field(2.0, ge=0)
-    heritability: float = Field(0.5, ge=0, le=1)
-    mutation_rate: float = Field(0.5, ge=0, le=1)
-    mutation_size: float = Field(0.5, gt=0)
+    popsize: int = Field(20, ge=4, le=100_000, description="stimuli per generation")
+    elites: int = Field(2, ge=0, le=100_000, description="best stimuli kept unchanged into the next generation")
+    selectivity: float = Field(2.0, ge=0, le=100, description="parents drawn with probability softmax(selectivity x "
+                                                               "z-scored response)")
+    heritability: float = Field(0.5, ge=0, le=1, description="probability that a gene comes from the first parent")
+    mutation_rate: float = Field(0.5, ge=0, le=1, description="probability that a gene mutates")
+    mutation_size: float = Field(0.5, gt=0, le=100, description="standard deviation of a mutation, in latent units")
     relative_mutation: bool = Field(False, description="scale mutations by the population's RMS coordinate")
 
 

@@ -22,19 +22,18 @@ from scipy.ndimage import gaussian_filter
 from closedloop.component import Settings
 from closedloop.optimizers.base import Optimizer
 from closedloop.registry import register
-from closedloop.spaces.base import StimulusSpace
 
 
 class GradientAscentSettings(Settings):
-    popsize: int = Field(1, ge=1, description="independent starts from the space's prior, ascended side by side")
-    steps: int = Field(1, ge=1, description="gradient steps between two presentations")
-    learning_rate: float = Field(0.05, gt=0, description="Adam step, in units of the prior's standard deviation")
+    popsize: int = Field(1, ge=1, le=10_000, description="independent starts from the space's prior, ascended side by side")
+    steps: int = Field(1, ge=1, le=10_000, description="gradient steps between two presentations")
+    learning_rate: float = Field(0.05, gt=0, le=100, description="Adam step, in units of the prior's standard deviation")
     l2_decay: float = Field(0.0, ge=0, lt=1, description="latent <- (1 - l2_decay) latent after every step")
-    blur_every: int = Field(0, ge=0, description="blur the image every this many steps (0: never)")
-    blur_sigma: float = Field(0.5, gt=0, description="Gaussian blur, pixels")
-    tv_weight: float = Field(0.0, ge=0, description="weight of the mean absolute difference of neighbouring pixels")
-    fourier_weight: float = Field(0.0, ge=0, description="weight of the image power times frequency squared")
-    jitter: int = Field(0, ge=0, description="largest random shift (pixels) of the image whose gradient is taken")
+    blur_every: int = Field(0, ge=0, le=10_000, description="blur the image every this many steps (0: never)")
+    blur_sigma: float = Field(0.5, gt=0, le=1000, description="Gaussian blur, pixels")
+    tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the mean absolute difference of neighbouring pixels")
+    fourier_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the image power times frequency squared")
+    jitter: int = Field(0, ge=0, le=1000, description="largest random shift of the image whose gradient is taken, pixels")
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
@@ -65,10 +64,10 @@ class GradientAscent(Optimizer):
             kind = getattr(neuron, "kind", None)
             raise ValueError(f"gradient_ascent needs a neuron that exposes its gradient (e.g. kind dnn); "
                              f"neuron kind {kind!r} does not")
-        if not hasattr(space, "render_torch"):
+        if not space.differentiable:
             raise ValueError(f"gradient_ascent needs a differentiable space (e.g. color_pixels, color_fourier); "
                              f"space kind {space.kind!r} has no render_torch")
-        if config.blur_every and type(space).encode is StimulusSpace.encode:
+        if config.blur_every and not space.can_encode:
             raise ValueError(f"blur_every: space kind {space.kind!r} cannot encode a blurred image")
         self.neuron = neuron
         self.popsize = config.popsize

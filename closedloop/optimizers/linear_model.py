@@ -64,16 +64,16 @@ SILENT_AFTER = 5  # generations of broadband stimuli after which a filter's dire
 
 
 class LinearModelSettings(Settings):
-    popsize: int = Field(20, ge=2, description="stimuli per generation")
-    exploit: int = Field(1, ge=0, description="presentations of the current estimate per generation")
-    angle_scale: float = Field(5.0, gt=0, description="exploration angle / posterior angular uncertainty")
+    popsize: int = Field(20, ge=2, le=100_000, description="stimuli per generation")
+    exploit: int = Field(1, ge=0, le=10_000, description="presentations of the current estimate per generation")
+    angle_scale: float = Field(5.0, gt=0, le=1000, description="exploration angle / posterior angular uncertainty")
     angle_min: float = Field(10.0, gt=0, lt=90, description="smallest exploration angle, degrees")
     angle_max: float = Field(75.0, gt=0, le=90, description="largest exploration angle, degrees")
-    memory: float | None = Field(1000.0, gt=0, description="half-life of old trials, presentations; null keeps all")
-    prior_samples: int = Field(64, ge=8, description="draws of the space's prior that show which frequencies it renders")
-    band: float = Field(4.0, gt=0, description="starting cutoff of the filter prior, cycles per image; then learned")
-    slope: float = Field(1.0, ge=0, description="starting falloff of the filter prior's amplitude, 1/f^slope; then learned")
-    max_dims: int = Field(1000, ge=8, description="most Fourier coefficients the model holds (a fit costs their cube)")
+    memory: float | None = Field(1000.0, gt=0, le=1e9, description="half-life of old trials, presentations; null keeps all")
+    prior_samples: int = Field(64, ge=8, le=100_000, description="draws of the space's prior that show which frequencies it renders")
+    band: float = Field(4.0, gt=0, le=10_000, description="starting cutoff of the filter prior, cycles per image; then learned")
+    slope: float = Field(1.0, ge=0, le=10, description="starting falloff of the filter prior's amplitude, 1/f^slope; then learned")
+    max_dims: int = Field(1000, ge=8, le=100_000, description="most Fourier coefficients the model holds (a fit costs their cube)")
     gratings: bool = Field(True, description="probe gratings while the filter's direction is unknown")
 
 
@@ -93,19 +93,10 @@ def single_threaded(method):
     return wrapper
 
 
-def supports(space) -> bool:
-    """Whether the space can encode stimuli, which this optimizer needs to propose them."""
-    try:
-        space.encode(space.render(space.sample(np.random.default_rng(0), 1)))
-    except NotImplementedError:
-        return False
-    return True
-
-
-def default_section(space) -> dict:
+def default_section(space_class) -> dict:
     """The optimizer section `evolve` uses when a protocol gives none: this model-based search
-    where the space can encode stimuli, else CMA-ES."""
-    return {"kind": "linear_model"} if supports(space) else {"kind": "cmaes"}
+    where the space (a space kind's class) can encode stimuli, else CMA-ES."""
+    return {"kind": "linear_model"} if space_class.can_encode else {"kind": "cmaes"}
 
 
 @register("optimizer", "linear_model")
@@ -120,7 +111,7 @@ class LinearModel(Optimizer):
             raise ValueError(f"angle_min ({config.angle_min}) exceeds angle_max ({config.angle_max})")
         if config.exploit >= config.popsize:
             raise ValueError(f"exploit ({config.exploit}) must be fewer than popsize ({config.popsize})")
-        if not supports(space):
+        if not space.can_encode:
             raise ValueError(f"optimizer linear_model needs a space that can encode stimuli; "
                              f"space kind {space.kind!r} cannot")
         self.popsize = config.popsize

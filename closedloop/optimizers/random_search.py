@@ -11,7 +11,7 @@ from closedloop.registry import register
 
 
 class RandomSettings(Settings):
-    popsize: int = Field(20, ge=1)
+    popsize: int = Field(20, ge=1, le=100_000, description="stimuli per generation")
 
 
 @register("optimizer", "random")

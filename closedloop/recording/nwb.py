@@ -1,13 +1,17 @@
-"""Export a run log to Neurodata Without Borders (NWB 2, via pynwb).
+"""Export a run log to Neurodata Without Borders (NWB 2, via pynwb), as DANDI accepts it.
 
 trials        one row per presentation: start/stop on the session clock, the log's trial
               columns (stimulus, generation, repeat, phase, response, clean), the neuron's
-              state variables and, for parametric stimuli, their parameters
+              state variables and, for parametric stimuli, their parameters; every column's
+              description ends with its unit, and columns that hold nothing are left out
 units         one unit, its spike times on the session clock, observed during the trials
-stimulus      the stimuli as presented: an ImageSeries with one frame per trial (or the
-              distinct images in an Images container when a frame series would be shorter than
-              an image is wide), or for sounds one waveform on the session clock
+              (spiking neurons only)
+stimulus      the stimuli as presented (re-rendered from their latents when the log kept only
+              those): an ImageSeries with one frame per trial (or the distinct images in an
+              Images container when a frame series would be shorter than an image is wide), or
+              for sounds one waveform on the session clock
 The protocol text is the file's notes and the resolved configuration its data_collection.
+`nwbinspector --config dandi` finds nothing to report when the experimenter and institution are given.
 """
 
 from __future__ import annotations
@@ -23,18 +27,7 @@ import pandas as pd
 
 from closedloop.errors import ClosedLoopError
 from closedloop.recording.reader import open_run
-from closedloop.recording.tables import parameter_names, trial_table
 
-COLUMN_DESCRIPTIONS = {
-    "stimulus": "index of the stimulus in the run log (row of /stimuli/z and of the stimulus images)",
-    "generation": "generation (evolve) or call to the neuron (other protocols) of the presentation",
-    "repeat": "repeat number of the stimulus within its call",
-    "phase": "search, reference (re-shown to track drift) or retest",
-    "response": "measured response",
-    "clean": "noise-free expected response where the neuron knows it",
-    "spike_count": "number of spikes in the presentation window",
-    "log_row": "row of the trial in the closedloop run log",
-}
 MAX_AUDIO_SAMPLES = 50_000_000
 SYNTHETIC = "http://purl.obolibrary.org/obo/NCBITaxon_32630"  # NCBI Taxonomy: "synthetic construct"
 
@@ -50,8 +43,10 @@ def presentation_seconds(run, starts: np.ndarray) -> float:
     return float(np.median(gaps)) if len(gaps) else 1.0
 
 
-def export(run_path, nwb_path) -> dict:
-    """Write `nwb_path` from the run log at `run_path`; returns what was written."""
+def export(run_path, nwb_path, experimenter: list[str] | None = None, institution: str | None = None,
+           subject_id: str | None = None) -> dict:
+    """Write `nwb_path` from the run log at `run_path`; returns what was written. DANDI asks
+    for the `experimenter` ("Last, First") and the `institution`."""
     from hdmf.backends.hdf5.h5_utils import H5DataIO
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
     from pynwb.epoch import TimeIntervals
@@ -60,7 +55,9 @@ def export(run_path, nwb_path) -> dict:
 
     run_path, nwb_path = Path(run_path), Path(nwb_path)
     with open_run(run_path) as run:
-        table = trial_table(run)
+        table = run.trials.copy()
+        units = {**table.attrs["units"], "log_row": "1"}
+        descriptions = {**table.attrs["descriptions"], "log_row": "row of the trial in the closedloop run log"}
         table["log_row"] = np.arange(len(table))
         table = table.sort_values("t_start", kind="stable").reset_index(drop=True)
         if table.empty:
@@ -78,9 +75,11 @@ def export(run_path, nwb_path) -> dict:
             notes=run.protocol,
             data_collection=json.dumps(run.config, indent=1),
             keywords=["closedloop", "simulation", run.kind],
-            trials=_trials(TimeIntervals, table, starts, duration, run),
+            experimenter=list(experimenter) if experimenter else None,
+            institution=institution,
+            trials=_trials(TimeIntervals, table, starts, duration, run, units, descriptions),
             subject=Subject(
-                subject_id=f"simulated-{neuron.get('kind', 'neuron')}", species=SYNTHETIC, sex="U",
+                subject_id=subject_id or f"simulated-{neuron.get('kind', 'neuron')}", species=SYNTHETIC, sex="U",
                 date_of_birth=created,
                 description=f"a simulated neuron (closedloop neuron kind {neuron.get('kind', '?')!r}), not an "
                             "animal: species is NCBI Taxonomy's 'synthetic construct', born when the run started"),
@@ -109,36 +108,44 @@ def export(run_path, nwb_path) -> dict:
     return {"path": str(nwb_path), **written}
 
 
-def _trials(TimeIntervals, table, starts, duration, run):
+def _trials(TimeIntervals, table, starts, duration, run, units: dict, descriptions: dict):
+    spiking = int(table["spike_count"].sum()) > 0 or run.response_unit == "spikes"
     frame = {"start_time": starts, "stop_time": starts + duration}
+    columns = [{"name": "start_time", "description": "onset of the presentation on the session clock, unit: s"},
+               {"name": "stop_time", "description": "end of the presentation window, unit: s"}]
     for name in table.columns:
-        if name in ("t_start", "spike_start"):
-            continue
         values = table[name]
-        if name == "phase":
-            frame[name] = values.astype(str).to_numpy()
-        elif values.dtype.kind == "f" and values.isna().all():
+        if name in ("t_start", "spike_start") or (name == "spike_count" and not spiking):
+            continue  # the start is start_time; a spike's row is in the units table; no spikes: no counts
+        if values.dtype.kind == "f" and values.isna().all():
             continue  # e.g. `clean` for a neuron that does not know its noise-free response
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            frame[name] = values.astype(str).to_numpy()
+            unit = "a category: " + ", ".join(map(str, values.cat.categories))
         else:
-            frame[name] = values.to_numpy()
-    params = set(parameter_names(run))
-    states = set(run.file["trials/state"])
-    columns = [{"name": "start_time", "description": "onset of the presentation on the session clock (s)"},
-               {"name": "stop_time", "description": "end of the presentation window (s)"}]
-    for name in list(frame)[2:]:
-        if name in COLUMN_DESCRIPTIONS:
-            description = COLUMN_DESCRIPTIONS[name]
-            if name == "response":
-                description += f" ({run.response_unit})"
-        elif name in params:
-            description = f"stimulus parameter {name}"
-        elif name in states:
-            description = f"neuron state variable {name} at the presentation"
-        else:
-            description = name
-        columns.append({"name": name, "description": description})
+            frame[name] = _smallest(values.to_numpy())
+            unit = _unit_text(units.get(name, "n/a"))
+        columns.append({"name": name, "description": f"{descriptions.get(name, name)}, unit: {unit}"})
     return TimeIntervals.from_dataframe(pd.DataFrame(frame), name="trials", columns=columns,
                                         table_description=f"presentations of the {run.kind} protocol, in time order")
+
+
+def _unit_text(unit: str) -> str:
+    return {"1": "1 (dimensionless)", "n/a": "none (a code or a state without a unit)"}.get(unit, unit)
+
+
+def _smallest(values: np.ndarray) -> np.ndarray:
+    """Whole numbers (indices, spike counts, codes) in the smallest signed integer type that holds
+    them: a 0/1 repeat column is int8, not a boolean in disguise."""
+    if not len(values) or values.dtype.kind not in "iuf":
+        return values
+    if values.dtype.kind == "f" and not (np.isfinite(values).all() and np.array_equal(values, np.round(values))):
+        return values
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= values.min() and values.max() <= info.max:
+            return values.astype(dtype)
+    return values
 
 
 def _spike_times(run, table, starts):
@@ -150,15 +157,16 @@ def _spike_times(run, table, starts):
 
 
 def _stimuli(nwb, run, table, starts, H5DataIO, TimeSeries) -> str:
-    if "rendered" not in run.file["stimuli"]:
-        return "none (the run did not record its stimuli)"
     index = table["stimulus"].to_numpy()
+    distinct, inverse = np.unique(index, return_inverse=True)
+    rendered = run.rendered(distinct)  # as logged, or rendered again from the latents
+    if rendered is None:
+        return "none (the log keeps no stimuli and its space cannot render them)"
     if run.modality == "audio":
-        return _sounds(nwb, run, index, starts, H5DataIO, TimeSeries)
+        return _sounds(nwb, run, rendered, inverse, starts, H5DataIO, TimeSeries)
     from pynwb.image import GrayscaleImage, Images, ImageSeries, RGBImage
 
-    distinct, inverse = np.unique(index, return_inverse=True)
-    images = run.rendered(distinct).astype(np.float32)
+    images = rendered.astype(np.float32)
     if images.ndim == 4:  # (n, C, H, W) -> (n, H, W, C); one channel is grayscale
         images = images[:, 0] if images.shape[1] == 1 else np.moveaxis(images, 1, -1)
     if len(index) >= max(images.shape[1:3]):
@@ -183,15 +191,14 @@ def _timing(starts) -> dict:
     return {"timestamps": starts}
 
 
-def _sounds(nwb, run, index, starts, H5DataIO, TimeSeries) -> str:
+def _sounds(nwb, run, waves, inverse, starts, H5DataIO, TimeSeries) -> str:
     rate = run.sample_rate or 16000
     length = int(run.file.attrs["stimulus_shape"][0])
     origin = float(starts.min())
     total = int(round((starts.max() - origin) * rate)) + length
     if total > MAX_AUDIO_SAMPLES:
         return f"none (a session waveform of {total} samples would be too large)"
-    distinct, inverse = np.unique(index, return_inverse=True)
-    waves = run.rendered(distinct).astype(np.float32)
+    waves = waves.astype(np.float32)
     track = np.zeros(total, dtype=np.float32)
     for k, start in enumerate(starts):
         at = int(round((start - origin) * rate))
@@ -199,4 +206,4 @@ def _sounds(nwb, run, index, starts, H5DataIO, TimeSeries) -> str:
     nwb.add_stimulus(TimeSeries(
         name="presented_sounds", data=H5DataIO(track, compression="gzip"), rate=float(rate), starting_time=origin,
         unit="stimulus value", description="the sounds as presented on the session clock, silence between trials"))
-    return f"{len(index)} presented sounds"
+    return f"{len(inverse)} presented sounds"

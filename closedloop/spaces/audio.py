@@ -97,12 +97,23 @@ class AudioSpace(StimulusSpace):
 class DifferentiableAudioSpace(AudioSpace):
     """A space whose rendering is written in torch, so white-box optimizers can ascend through it."""
 
+    differentiable = True
+
     def synthesize_torch(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def synthesize(self, z):
         with torch.no_grad():
             return self.synthesize_torch(torch.as_tensor(z, dtype=torch.float64)).numpy()
+
+    def parameters_torch(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def parameters(self, z: np.ndarray) -> dict[str, np.ndarray]:
+        """The sounds' named synthesis parameters (f0 points in Hz, amplitudes, ...), from parameters_torch."""
+        with torch.no_grad():
+            params = self.parameters_torch(torch.as_tensor(np.asarray(z, dtype=np.float64)))
+        return {name: value.numpy() for name, value in params.items()}
 
     def render_torch(self, z: torch.Tensor) -> torch.Tensor:
         """(n, dim) tensor -> (n, n_samples) tensor, differentiable; equal to render."""
@@ -124,6 +135,7 @@ class WaveformSpace(DifferentiableAudioSpace):
     1/resolution seconds, which is what keeps the search affordable.
     """
 
+    can_encode = True
     Config = WaveformSettings
 
     def __init__(self, config, seed):
@@ -196,12 +208,6 @@ class HarmonicSpace(DifferentiableAudioSpace):
             "amplitudes": order ** -c.rolloff * torch.exp(torch.clamp(c.spread * z[:, p:p + h], -30, 30)),
             "envelope": torch.special.ndtr(z[:, p + h:]),
         }
-
-    def parameters(self, z: np.ndarray) -> dict[str, np.ndarray]:
-        """The sound's parameters: f0 points (Hz), harmonic amplitudes, envelope points."""
-        with torch.no_grad():
-            params = self.parameters_torch(torch.as_tensor(np.asarray(z, dtype=np.float64)))
-        return {name: value.numpy() for name, value in params.items()}
 
     def synthesize_torch(self, z):
         c = self.config

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from closedloop.component import Component
 
 
 class StimulusSpace(Component):
-    """Subclasses set `dim`, `stimulus_shape` and `modality` ("image" or "audio");
-    audio spaces also set `sample_rate`."""
+    """Subclasses set `dim` and `stimulus_shape`, and declare what they can do: the loop and the
+    optimizers read these attributes and never probe."""
 
     dim: int = 0
     stimulus_shape: tuple[int, ...] = ()
-    modality: str = "image"
-    sample_rate: int | None = None
+    modality: str = "image"  # "image" or "audio"
+    sample_rate: int | None = None  # Hz, for audio
+    value_range: tuple[float, float] | None = None  # the range rendered values lie in, when bounded
     # True when render(c * z) == render(z) for every c > 0 (e.g. a fixed contrast after a linear
     # map): only the latent's direction matters, and optimizers may keep latents on a sphere
     scale_invariant: bool = False
+    can_encode: ClassVar[bool] = False  # encode(stimuli) is implemented
+    differentiable: ClassVar[bool] = False  # render_torch(z) is implemented (white-box ascent through it)
 
     def render(self, z: np.ndarray) -> np.ndarray:
         """(n, dim) latent vectors -> (n, *stimulus_shape) stimuli."""
@@ -28,5 +33,9 @@ class StimulusSpace(Component):
         return rng.standard_normal((n, self.dim))
 
     def encode(self, stimuli: np.ndarray) -> np.ndarray:
-        """Latent vectors whose rendering is closest to the given stimuli, where defined."""
+        """Latent vectors whose rendering is closest to the given stimuli (when `can_encode`)."""
         raise NotImplementedError(f"space kind {self.kind!r} cannot encode stimuli")
+
+    def render_torch(self, z):
+        """(n, dim) torch tensor -> stimuli as a differentiable tensor equal to render (when `differentiable`)."""
+        raise NotImplementedError(f"space kind {self.kind!r} is not differentiable")

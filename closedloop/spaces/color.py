@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import Settings
+from closedloop.component import Level, Settings
 from closedloop.registry import register
 from closedloop.spaces.base import StimulusSpace
 from closedloop.spaces.images import fourier_basis
@@ -23,8 +23,8 @@ from closedloop.spaces.images import fourier_basis
 class ColorSettings(Settings):
     size: int = Field(48, ge=2, le=512, description="image side in pixels")
     channels: Literal[1, 3] = Field(3, description="1 (gray) or 3 (RGB), as the unit takes them")
-    value_range: tuple[float, float] = Field((0.0, 1.0), description="the unit's input range; mid-gray is its middle")
-    contrast: float = Field(0.25, gt=0, description="RMS deviation from mid-gray, as a fraction of the range's width")
+    value_range: tuple[Level, Level] = Field((0.0, 1.0), description="the unit's input range; mid-gray is its middle")
+    contrast: float = Field(0.25, gt=0, le=10, description="RMS deviation from mid-gray, as a fraction of the range's width")
     squash: Literal["clip", "tanh"] = Field("tanh", description="how deviations are mapped into the range")
 
     @model_validator(mode="after")
@@ -36,6 +36,7 @@ class ColorSettings(Settings):
 
 class ColorImageSpace(StimulusSpace):
     modality = "image"
+    differentiable = True
     scale_invariant = True  # linear_torch is linear in z, then the contrast is fixed
     Config = ColorSettings
 
@@ -79,6 +80,8 @@ class ColorImageSpace(StimulusSpace):
 class ColorPixelSpace(ColorImageSpace):
     """One latent number per pixel and channel: its prior renders as white static."""
 
+    can_encode = True
+
     def __init__(self, config, seed):
         super().__init__(config, seed)
         self.dim = int(np.prod(self.stimulus_shape))
@@ -91,7 +94,7 @@ class ColorPixelSpace(ColorImageSpace):
 
 
 class ColorFourierSettings(ColorSettings):
-    alpha: float = Field(1.0, ge=0, description="amplitude scale 1/f^alpha; 0 gives white noise")
+    alpha: float = Field(1.0, ge=0, le=4, description="amplitude scale 1/f^alpha; 0 gives white noise")
     max_frequency: float = Field(0.25, gt=0, le=0.75, description="highest kept frequency, cycles/pixel")
 
 
@@ -100,6 +103,7 @@ class ColorFourierSpace(ColorImageSpace):
     """Per channel: the 1/f^alpha gratings of the gray `fourier` space, plus (in colour) the
     channel's mean, so that an image can be tinted. Latent layout: (channel, coefficient)."""
 
+    can_encode = True
     Config = ColorFourierSettings
 
     def __init__(self, config, seed):

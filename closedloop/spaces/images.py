@@ -17,7 +17,7 @@ from closedloop.spaces.base import StimulusSpace
 
 class ImageSettings(Settings):
     size: int = Field(16, ge=2, le=512, description="image side in pixels")
-    contrast: float = Field(0.25, gt=0, description="RMS contrast of every rendered image")
+    contrast: float = Field(0.25, gt=0, le=10, description="RMS contrast of every rendered image")
 
 
 def fix_contrast(images: np.ndarray, contrast: float) -> np.ndarray:
@@ -42,6 +42,7 @@ class ImageSpace(StimulusSpace):
 class PixelSpace(ImageSpace):
     """One latent number per pixel."""
 
+    can_encode = True
     Config = ImageSettings
 
     def __init__(self, config, seed):
@@ -57,7 +58,7 @@ class PixelSpace(ImageSpace):
 
 
 class FourierSettings(ImageSettings):
-    alpha: float = Field(1.0, ge=0, description="amplitude scale 1/f^alpha; 0 gives white noise")
+    alpha: float = Field(1.0, ge=0, le=4, description="amplitude scale 1/f^alpha; 0 gives white noise")
     max_frequency: float = Field(0.5, gt=0, le=0.75, description="highest kept frequency, cycles/pixel")
 
 
@@ -90,6 +91,7 @@ class FourierSpace(ImageSpace):
     `max_frequency` shrinks the dimension, which is what makes noisy search affordable.
     """
 
+    can_encode = True
     Config = FourierSettings
 
     def __init__(self, config, seed):

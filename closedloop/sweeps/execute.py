@@ -56,11 +56,11 @@ def run_one(task: dict) -> dict:
     with ONE_RUN_PER_PROCESS:
         started, cpu_started = time.perf_counter(), time.process_time()
         try:
-            protocol = protocol_module.parse(task["text"], task["source"])
+            protocol = protocol_module.parse(task["text"], task["source"], directory=task.get("directory") or None)
             experiment = protocol.experiment_cls(protocol)
             limit_threads()  # building the neuron may have imported torch or Brian2
             experiment.run(task["log"], progress=False)
-            row = measure(task["log"])
+            row = measure(task["log"], task["text"])
             row["error"] = ""
         except Exception as exc:  # noqa: BLE001 -- one failed run must not end the sweep
             row = {"status": "failed", "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
@@ -93,26 +93,3 @@ def run_local(tasks: list[dict], workers: int | None, on_done) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-
-
-def run_dask(tasks: list[dict], scheduler, on_done) -> None:
-    """On the Dask cluster at `scheduler` (an address, or a Client/cluster object)."""
-    from closedloop.errors import ClosedLoopError
-
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise ClosedLoopError("--scheduler needs dask.distributed: pip install 'closedloop[extras]'") from None
-    try:
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    except (OSError, TimeoutError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ClosedLoopError(f"--scheduler {scheduler}: cannot connect ({reason})") from None
-    try:
-        client.run(prepare_worker)
-        futures = client.map(run_one, tasks, pure=False)
-        for future in as_completed(futures):
-            on_done(future.result())
-    finally:
-        if client is not scheduler:
-            client.close()

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from closedloop import protocol as protocol_module
-from closedloop.errors import ProtocolError
+from closedloop.errors import ProtocolError, reason
 
 
 @dataclass
@@ -27,6 +27,7 @@ class RunSpec:
     text: str
     log: Path
     source: str
+    directory: str = ""  # where the run's relative paths resolve: beside the base protocol's file
 
     @property
     def label(self) -> str:
@@ -40,17 +41,19 @@ def value_label(value: Any) -> str:
     return str(value)
 
 
-def load_base(source: str, base: Any) -> dict:
-    """The base protocol: a mapping, or a path relative to the sweep file."""
+def load_base(source: str, base: Any, directory: str | None = None) -> tuple[dict, str | None]:
+    """The base protocol (a mapping, or a path relative to the sweep file) and the folder its
+    relative paths resolve in: the base file's, or the sweep's for a mapping."""
     if isinstance(base, str):
         path = Path(source).parent / base
         if not path.is_file():
             raise ProtocolError(f"{source}: base: no such protocol file {str(path)!r}")
+        directory = str(path.resolve().parent)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ProtocolError(f"{source}: base: cannot read {str(path)!r} ({first})") from None
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"{source}: base: cannot read {str(path)!r} ({reason(exc)})") from None
+        data = protocol_module.load_yaml(text, f"{source}: base ({path})")
         where = f"base ({path})"
     else:
         data, where = base, "base"
@@ -60,7 +63,7 @@ def load_base(source: str, base: Any) -> dict:
         raise ProtocolError(f"{source}: {where}.kind: a sweep's base cannot itself be a sweep")
     if "output" in data:
         raise ProtocolError(f"{source}: {where}.output: a sweep names each run's log itself; remove this field")
-    return copy.deepcopy(data)
+    return copy.deepcopy(data), directory
 
 
 def check_grid(source: str, grid: dict[str, list]) -> None:
@@ -88,9 +91,11 @@ def run_key(data: dict) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:10]
 
 
-def expand(source: str, base: Any, grid: dict[str, list], seeds, out_dir: Path) -> list[RunSpec]:
-    """Every run's protocol, validated before any run starts; the first bad one raises ProtocolError."""
-    base_data = load_base(source, base)
+def expand(source: str, base: Any, grid: dict[str, list], seeds, out_dir: Path,
+           directory: str | None = None) -> list[RunSpec]:
+    """Every run's protocol, validated before any run starts; the first bad one raises ProtocolError.
+    Relative paths resolve beside the base protocol's file, or in `directory` (the sweep's)."""
+    base_data, directory = load_base(source, base, directory)
     check_grid(source, grid)
     keys = list(grid)
     # whole sections (optimizer: [{kind: cmaes}, ...]) are set before the fields inside them
@@ -103,9 +108,10 @@ def expand(source: str, base: Any, grid: dict[str, list], seeds, out_dir: Path) 
             for key in apply_order:
                 protocol_module.set_path(data, key, copy.deepcopy(params[key]))
             data["seed"] = seed
-            spec = RunSpec(len(runs), params, seed, data, "", out_dir / f"run-{run_key(data)}.h5", "")
+            spec = RunSpec(len(runs), params, seed, data, "", out_dir / f"run-{run_key(data)}.h5", "",
+                           directory or "")
             spec.source = f"{source} (run {spec.index}: {spec.label})"
-            protocol = protocol_module.from_dict(data, spec.source)
+            protocol = protocol_module.from_dict(data, spec.source, directory=directory)
             spec.text = protocol.text
             _build_once(protocol, data, built)
             runs.append(spec)

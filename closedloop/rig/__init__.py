@@ -1,0 +1,1 @@
+"""The neuron boundary as a socket: wire format, server, rig simulator, keys (docs/rig.md)."""

@@ -1,0 +1,145 @@
+"""closedloop as a library: paths in a protocol resolve beside its file, logs describe themselves
+(units, descriptions, coded columns), and the one reader gives tables with units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import closedloop
+from closedloop.cli import main
+from closedloop.errors import ProtocolError
+from closedloop.recording import open_run
+
+ROOT = Path(__file__).resolve().parent.parent
+NET = '''import torch
+
+
+def build():
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 2, 3))
+'''
+
+
+def own_network(folder: Path, module_line: str) -> Path:
+    """A model file, its weights and a protocol naming both by paths relative to `folder`."""
+    (folder / "nets").mkdir(parents=True)
+    (folder / "nets" / "tiny.py").write_text(NET)
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 2, 3))
+    torch.save(net.state_dict(), folder / "nets" / "tiny.pt")
+    protocol = folder / "tiny.yaml"
+    protocol.write_text(f"""kind: evolve
+neuron: {{kind: dnn, {module_line}, weights: nets/tiny.pt, input_shape: [1, 12, 12], layer: "2", channel: 1}}
+space: {{kind: color_fourier, channels: 1, size: 12}}
+optimizer: {{kind: random, popsize: 6}}
+generations: 2
+""")
+    return protocol
+
+
+@pytest.mark.parametrize("module_line", ["import: nets.tiny:build", "import: nets/tiny.py:build"])
+def test_import_and_weights_resolve_beside_the_protocol_not_the_working_directory(tmp_path, monkeypatch, module_line):
+    protocol = own_network(tmp_path / "project", module_line)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = elsewhere / "tiny.h5"
+    assert main(["run", str(protocol), "--out", str(out), "-q"]) == 0
+    with open_run(out) as run:
+        neuron = run.config["neuron"]
+        assert neuron["weights"] == str(tmp_path / "project" / "nets" / "tiny.pt")
+        assert run.protocol_dir == str(tmp_path / "project")
+        clean = run.trials["clean"].to_numpy()
+        z = run.z[run.trials["stimulus"].to_numpy()]
+        stimuli = run.build("space").render(z[:3].astype(np.float64))
+    # the logged activations are those of the saved weights
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(4, 2, 3))
+    net.load_state_dict(torch.load(tmp_path / "project" / "nets" / "tiny.pt", weights_only=True))
+    with torch.no_grad():
+        expected = net(torch.as_tensor(stimuli, dtype=torch.float32))[:, 1].mean(dim=(1, 2)).double().numpy()
+    np.testing.assert_allclose(clean[:3], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_space_of_the_wrong_shape_names_the_shape_and_the_space_that_gives_it(tmp_path):
+    protocol = own_network(tmp_path, "import: nets.tiny:build")
+    protocol.write_text(protocol.read_text().replace("{kind: color_fourier, channels: 1, size: 12}",
+                                                     "{kind: fourier, size: 12}"))
+    with pytest.raises(ProtocolError) as error:
+        closedloop.experiment(str(protocol))
+    message = str(error.value)
+    assert "renders stimuli of shape (12, 12) but the neuron takes (1, 12, 12)" in message
+    assert "use space: {kind: color_fourier, channels: 1, size: 12}" in message and "\n" not in message
+
+
+LNP = {"kind": "evolve", "seed": 1, "neuron": {"kind": "lnp", "size": 8}, "space": {"kind": "fourier", "size": 8},
+       "optimizer": {"kind": "cmaes", "popsize": 6}, "generations": 2, "reference": {"count": 1},
+       "retest": {"top": 2, "repeats": 2}}
+
+
+def test_every_dataset_of_a_log_says_its_units_and_meaning(tmp_path):
+    run = closedloop.run(LNP, out=tmp_path / "lnp.h5", progress=False)
+    run.close()
+    with h5py.File(tmp_path / "lnp.h5", "r") as f:
+        datasets = []
+        f.visititems(lambda name, item: datasets.append(name) if isinstance(item, h5py.Dataset) else None)
+        assert len(datasets) > 20
+        for name in datasets:
+            assert f[name].attrs["units"] and f[name].attrs["description"], name
+        assert f["trials/response"].attrs["units"] == "spikes" and f["trials/t_start"].attrs["units"] == "s"
+        assert f["trials/state/rate"].attrs["units"] == "Hz"
+        assert h5py.check_enum_dtype(f["trials/phase"].dtype) == {"search": 0, "reference": 1, "retest": 2}
+        assert h5py.check_enum_dtype(f["status"].dtype)["complete"] == f["status"][0]
+    with open_run(tmp_path / "lnp.h5") as run:
+        trials = run.trials
+        assert set(trials["phase"]) == {"search", "reference", "retest"}
+        assert trials.attrs["units"]["response"] == "spikes" and trials.attrs["units"]["rate"] == "Hz"
+        assert trials.attrs["descriptions"]["clean"].startswith("noise-free")
+        assert run.generations.attrs["units"]["wall_time"] == "s"
+        assert set(run.saved_state) == {"neuron.clock", "neuron.calls"}
+        assert run.saved_state["neuron.clock"].shape == (2, 1)
+
+
+def test_old_logs_read_with_the_same_units_and_parameters_that_never_collide():
+    with open_run(ROOT / "tests" / "fixtures" / "logs" / "tuning.h5") as run:  # written before units were logged
+        assert "units" not in run.file["trials/response"].attrs
+        trials = run.trials
+        assert run.parameters == ["orientation", "spatial_frequency", "grating_phase"]
+        assert trials.attrs["units"]["grating_phase"] == "deg" and trials.attrs["units"]["response"] == "spikes"
+        assert list(trials["phase"].cat.categories) == ["search", "reference", "retest"]
+    with open_run(ROOT / "tests" / "fixtures" / "logs" / "fooling.h5") as run:
+        assert set(run.trials["source"]) <= {"white", "pink", "tv", "evolved"}
+
+
+def test_version_and_global_flags_before_or_after_the_command(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"closedloop {closedloop.__version__}"
+    protocol = tmp_path / "lnp.yaml"
+    protocol.write_text("kind: evolve\nneuron: {kind: lnp, size: 8}\nspace: {kind: fourier, size: 8}\n"
+                        "optimizer: {kind: random, popsize: 4}\ngenerations: 2\n")
+    for args in (["-q", "run", str(protocol), "--out", str(tmp_path / "a.h5")],
+                 ["run", str(protocol), "--out", str(tmp_path / "b.h5"), "-q", "--debug"],
+                 ["--debug", "run", "-q", str(protocol), "--out", str(tmp_path / "c.h5")]):
+        assert main(args) == 0, args
+        assert "gen/s" not in capsys.readouterr().err  # no progress bar
+    assert main(["analyze", "-q", str(tmp_path / "a.h5")]) == 0
+
+
+def test_analyze_on_a_sweep_folder_summarises_its_logs_again(tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "logs" / "sweep-noise", folder)
+    assert main(["analyze", str(folder)]) == 0
+    assert "sweep: 2 runs" in capsys.readouterr().out
+    table = pd.read_csv(folder / "summary.csv")
+    assert sorted(table["repeats"]) == [1, 2] and (table["status"] == "complete").all()  # the swept field, found
+    assert (folder / "summary.png").is_file() and (folder / "summary.html").is_file()
+    assert main(["analyze", str(tmp_path)]) == 2  # a folder without run logs
