@@ -54,6 +54,8 @@ class SpikingCell(Neuron):
     """A sensory neuron: receptive-field front end -> noisy Brian2 cell -> spike counts."""
 
     Config = SpikingSettings
+    state_units = {"drive": "1", "gain": "1", "threshold": "mV", "baseline": "nA", "adaptation": "nA",
+                   "detection": "1"}
     response_unit = "spikes"
 
     def __init__(self, config: SpikingSettings, seed: int):
