@@ -82,3 +82,17 @@ def test_protocol_section_errors_name_the_field():
     with pytest.raises(Exception, match="noise"):
         parse("kind: evolve\nneuron: {kind: lnp, noise: gaussian}\nspace: {kind: pixels}\n"
               "optimizer: {kind: random}\n")
+
+
+@pytest.mark.parametrize("fields", [{}, {"field": "dog"}, {"model": "energy"}, {"front_end": {"center": [4.0, 10.0], "orientation": 70}}])
+def test_receptive_field_scaled_with_the_image(fields):
+    """A 64x64 cell with reference_size 16 is the 16x16 cell's field at 4x the scale: block-averaged
+    back to 16x16 it is the same field."""
+    small = make(**fields)
+    large = make(size=64, reference_size=16, **fields)
+    for a, b in zip(small.filters, large.filters):
+        shrunk = b.reshape(16, 4, 16, 4).mean(axis=(1, 3)).ravel()
+        shrunk -= shrunk.mean()
+        assert a @ shrunk / np.linalg.norm(shrunk) > 0.99
+    assert np.isclose(large.clean_response(large.receptive_field[None])[0], 1.0)
+    assert make(size=64, **fields).config.reference_size is None  # by default lengths are pixels of `size`

@@ -9,6 +9,9 @@ Other cells for checking that an optimizer is not tuned to one receptive field:
   field: dog     centre-surround difference of Gaussians
   field: random  smooth random field (1/f^2 noise under a Gaussian window), fixed by field_seed
   model: energy  complex cell: sqrt(cos(w_even, s)^2 + cos(w_odd, s)^2), a quadrature Gabor pair
+With `reference_size` (e.g. 16) the receptive field keeps its shape relative to the image at any
+`size`: the benchmark's 16x16 cells scaled to 64x64 or 128x128 (a random field is drawn anew at
+that size, with the same statistics and its window scaled).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from closedloop.registry import register
 
 class LNPSettings(Settings):
     size: int = Field(16, ge=2, le=512, description="image side in pixels")
+    reference_size: int | None = Field(None, ge=2, le=512, description="front_end lengths (sigma, centre, 1/spatial "
+                                       "frequency) are for an image of this side, scaled to `size`; null: pixels of `size`")
     field: str = Field("gabor", pattern="^(gabor|dog|random)$", description="receptive field shape")
     front_end: GaborSettings = GaborSettings()
     model: str = Field("simple", pattern="^(simple|energy)$", description="simple: one filter; energy: quadrature pair")
@@ -67,6 +72,16 @@ def random_smooth_field(size: int, seed: int, sigma: float) -> np.ndarray:
     return field / np.linalg.norm(field)
 
 
+def scaled(front_end: GaborSettings, size: int, reference_size: int | None) -> GaborSettings:
+    """The front end's lengths given for a reference_size image, in pixels of a size image."""
+    if reference_size is None or reference_size == size:
+        return front_end
+    k = size / reference_size
+    center = None if front_end.center is None else tuple((c + 0.5) * k - 0.5 for c in front_end.center)
+    return front_end.model_copy(update={"sigma": front_end.sigma * k, "center": center,
+                                        "spatial_frequency": front_end.spatial_frequency / k})
+
+
 def unit(field: np.ndarray) -> np.ndarray:
     field = field - field.mean()
     return field / np.linalg.norm(field)
@@ -83,7 +98,7 @@ class LNPCell(Neuron):
 
     def __init__(self, config: LNPSettings, seed: int):
         super().__init__(config, seed)
-        n, fe = config.size, config.front_end
+        n, fe = config.size, scaled(config.front_end, config.size, config.reference_size)
         self.stimulus_shape = (n, n)
         if config.field == "gabor":
             fields = [gabor(n, fe.orientation, fe.spatial_frequency, fe.sigma, fe.phase, fe.center)]
