@@ -109,7 +109,7 @@ def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: t
     `model` is a torch module in memory (give `input_shape`, the shape of one stimulus, and the
     `value_range` it expects) or a zoo model's name; `unit` is "layer:channel" ("" for the model's
     output: ":5"), or a zoo unit name. The space defaults to 1/f colour gratings of the input's
-    size; the optimizer to the model-based search. Returns the analysed `Run`.
+    size; the optimizer to CMA-ES, the default for network units. Returns the analysed `Run`.
     """
     from closedloop import zoo
 

@@ -68,12 +68,12 @@ class Evolve(Experiment):
     def default_section(cls, role: str, sections: dict) -> dict | None:
         """Without an `optimizer:` section: the model-based search that re-uses every trial
         (docs/benchmarks.md, "Optimizer sample efficiency"), or CMA-ES where the space cannot
-        encode stimuli, which that search needs."""
+        encode stimuli or the neuron is a unit of a deep network."""
         if role != "optimizer" or "space" not in sections:
             return None
         from closedloop.optimizers.linear_model import default_section
 
-        return default_section(sections["space"].cls)
+        return default_section(sections["space"].cls, sections["neuron"].cls if "neuron" in sections else None)
 
     def __init__(self, protocol):
         super().__init__(protocol)

@@ -48,6 +48,9 @@ class Neuron(Component):
     modality: str = "image"  # "image" or "audio"
     sample_rate: int | None = None  # Hz, for audio
     has_gradient: ClassVar[bool] = False  # gradient() is implemented (white-box access)
+    # its responses follow a receptive field, so evolve's default is the model-based search that
+    # fits one; units of deep networks say False and get CMA-ES (docs/benchmarks.md, "Network units")
+    model_based_search: ClassVar[bool] = True
     state_columns: ClassVar[tuple[str, ...]] = ()
     state_units: ClassVar[dict[str, str]] = {}  # unit of each state column ("1": dimensionless), for the log
     receptive_field: np.ndarray | None = None

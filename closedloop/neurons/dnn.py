@@ -137,6 +137,7 @@ class DNNUnit(Neuron):
 
     Config = DNNSettings
     has_gradient = True
+    model_based_search = False
 
     def __init__(self, config: DNNSettings, seed: int):
         super().__init__(config, seed)

@@ -93,10 +93,15 @@ def single_threaded(method):
     return wrapper
 
 
-def default_section(space_class) -> dict:
+def default_section(space_class, neuron_class=None) -> dict:
     """The optimizer section `evolve` uses when a protocol gives none: this model-based search
-    where the space (a space kind's class) can encode stimuli, else CMA-ES."""
-    return {"kind": "linear_model"} if space_class.can_encode else {"kind": "cmaes"}
+    where the space (a space kind's class) can encode stimuli and the neuron's responses follow a
+    receptive field (`Neuron.model_based_search`), else CMA-ES: on units of deep networks it is far
+    ahead (docs/benchmarks.md, "Network units"), with a bold first step where only the latent's
+    direction matters."""
+    if space_class.can_encode and getattr(neuron_class, "model_based_search", True):
+        return {"kind": "linear_model"}
+    return {"kind": "cmaes", **({"sigma0": 10.0} if space_class.scale_invariant else {})}
 
 
 @register("optimizer", "linear_model")
