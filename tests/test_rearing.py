@@ -103,7 +103,8 @@ def test_a_standard_rearing_logs_every_trial_and_is_not_rerun(tmp_path):
             assert log.claim == ("digit", 3)
             assert log.config["neuron"]["network"]["classes"] == 10
     with open_run(logs / "evolve-seed0.h5") as log:
-        assert log.kind == "evolve" and len(log.trials) == 60
+        popsize = int(log.stimulus_generation.tolist().count(0))  # the default search's population
+        assert log.kind == "evolve" and len(log.trials) == 60 // popsize * popsize
         responses = log.trials["response"].to_numpy()
     assert (responses <= 0).all()  # log p
     table = summary["table"]
@@ -111,7 +112,7 @@ def test_a_standard_rearing_logs_every_trial_and_is_not_rerun(tmp_path):
     assert table.loc[0, "test_accuracy"] > 0.97
     assert table.loc[0, "white_n"] == 150 and table.loc[0, "white_low"] <= table.loc[0, "white_rate"]
     searches = pd.read_csv(tmp_path / "out" / "searches.csv")
-    assert searches.loc[0, "presentations"] == 60
+    assert searches.loc[0, "presentations"] == 60 // popsize * popsize
     assert np.isclose(searches.loc[0, "best_p"], np.exp(responses.max()))
 
     again = run(data, tmp_path / "out")
@@ -134,7 +135,7 @@ def test_an_interrupted_search_is_resumed_to_the_same_trials(tmp_path):
     log.parent.mkdir(parents=True)
     assert stopped.run(log, progress=False)["status"] == "interrupted"
     with open_run(log) as part:
-        assert len(part.trials) == 20
+        assert len(part.trials) == len(part.stimuli_of_generation(0)) and len(part.generations) == 1
     assert run(data, tmp_path / "parts")["ran"] == 2  # the static, and the search resumed
     with open_run(log) as resumed, open_run(tmp_path / "whole" / "standard" / "evolve-seed0.h5") as whole:
         assert resumed.status == "complete"
