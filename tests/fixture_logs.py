@@ -27,7 +27,7 @@ OVERRIDES = {
                 "static.count": 20, "evolve.budget": 48, "evolve.seeds": 1},
 }
 # what differs between two runs of the same protocol and seed by design
-VOLATILE_ATTRIBUTES = {"created", "package_version"}
+VOLATILE_ATTRIBUTES = {"created", "package_version", "protocol_dir"}  # protocol_dir: where the checkout lies
 VOLATILE_DATASETS = {"generations/wall_time"}
 
 

@@ -18,7 +18,7 @@ seed: 11
 neuron: {kind: spiking, size: 10, window: 100}
 space: {kind: fourier, size: 10, max_frequency: 0.3}
 optimizer: {kind: cmaes, popsize: 8}
-generations: 14
+generations: 20
 repeats: 2
 reference: {count: 2}
 retest: {top: 3, repeats: 4}
@@ -95,13 +95,13 @@ def test_ctrl_c_stops_after_the_generation_and_says_how_to_resume(uninterrupted)
     assert process.returncode == 130, err  # interrupted by SIGINT (docs/reliability.md)
     assert f"continue with: closedloop resume {folder / 'interrupted.h5'}" in out
     with open_run(folder / "interrupted.h5") as run:
-        assert run.status == "interrupted" and 3 <= len(run.generations) < 14
+        assert run.status == "interrupted" and 3 <= len(run.generations) < 20
     assert main(["resume", str(folder / "interrupted.h5"), "-q"]) == 0
     same_run(folder / "full.h5", folder / "interrupted.h5")
 
 
 def test_resume_refuses_a_log_whose_replay_diverges(tmp_path):
-    (tmp_path / "p.yaml").write_text(PROTOCOL.replace("generations: 14", "generations: 2"))
+    (tmp_path / "p.yaml").write_text(PROTOCOL.replace("generations: 20", "generations: 2"))
     assert main(["run", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "a.h5"), "-q"]) == 0
     import h5py
 
@@ -117,7 +117,7 @@ def test_resume_refuses_a_log_whose_replay_diverges(tmp_path):
 def test_a_reader_sees_what_the_writer_appends(tmp_path):
     from closedloop import protocol
 
-    p = protocol.parse(PROTOCOL.replace("generations: 14", "generations: 3"), "p.yaml")
+    p = protocol.parse(PROTOCOL.replace("generations: 20", "generations: 3"), "p.yaml")
     experiment = p.experiment_cls(p)
     seen = []
     present = experiment.neuron.present
