@@ -51,8 +51,10 @@ def analyze(run, out_dir) -> dict:
         f"distance from the source (RMS): {numbers['dream_distance']:.4g} at the last step, at most "
         f"{numbers['largest_distance']:.4g} (bound {bound:.4g})",
     ]
-    judged = {}
-    for name, what, stimulus in (("source", "the source", source), ("dream", "the dream (last step)", stimuli[-1])):
+    judged, asked = {}, [("source", "the source", source), ("dream", "the dream (last step)", stimuli[-1])]
+    if run.modality == "audio":  # a change of a sound is a sound: what did the unit add?
+        asked.append(("added", "what the dream added, alone", stimuli[-1] - source))
+    for name, what, stimulus in asked:
         verdicts, judge_lines = judge_stimuli(run, stimulus[None], what)
         if verdicts:
             judged[name] = verdicts

@@ -122,6 +122,22 @@ class Experiment:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
+    @contextmanager
+    def logging_to(self, writer: RunWriter, bar):
+        """The body of a run: it stops at a generation's end on a signal (stop_on_interrupt), and
+        the log is closed whatever happens, as complete, interrupted or failed (`self.log_status`)."""
+        self.log_status = "failed"
+        try:
+            with self.stop_on_interrupt():
+                yield
+            self.log_status = self.final_status()
+        except KeyboardInterrupt:
+            self.log_status = "interrupted"
+            raise
+        finally:
+            bar.close()
+            writer.close(self.log_status)
+
     def final_status(self) -> str:
         return "interrupted" if self.stop_requested else "complete"
 

@@ -115,53 +115,45 @@ class Dream(Experiment):
         writer = self.open_log(Path(path), columns=COLUMNS)
         total = cfg.octaves * cfg.steps
         bar = tqdm(total=total, desc=f"dream {neuron.kind}", unit="step", disable=not progress, leave=False)
-        status, presentations, generation = "failed", 0, 0
+        presentations, generation = 0, 0
         best, best_index, best_z = -np.inf, -1, np.zeros(space.dim)
-        try:
-            with self.stop_on_interrupt():
-                for octave, band in enumerate(self.bands):
-                    space.set_band(band)
-                    if octave:  # a fresh optimizer for the wider band, from the best stimulus so far
-                        self.optimizer = self.protocol.build("optimizer", space=space, neuron=neuron)
-                    optimizer = self.optimizer
-                    optimizer.plan(cfg.steps * optimizer.popsize)
-                    start = (best_z * space.active)[None]
-                    proposed = optimizer.inject(start)
-                    for step in range(cfg.steps):
-                        z = np.array(optimizer.ask(), dtype=np.float64)
-                        if step == 0 and not proposed:
-                            z[:1] = start
-                        check_finite(z, f"optimizer {optimizer.kind}: latent vectors of step {generation}")
-                        stimuli = space.render(z)
-                        trials = neuron.present(stimuli, cfg.repeats)
-                        check_finite(trials.responses, f"neuron {neuron.kind}: responses of step {generation}")
-                        scores = trials.responses.mean(axis=1)
-                        optimizer.tell(z, scores)
-                        index = writer.add_stimuli(z, generation, stimuli)
-                        writer.add_trials(index, generation, trials)
-                        presentations += trials.responses.size
-                        top = int(np.argmax(scores))
-                        if scores[top] > best:
-                            best, best_index, best_z = float(scores[top]), int(index[top]), z[top].copy()
-                        writer.add_generation(
-                            {"generation": generation, "presentations": presentations, "best": best,
-                             "mean": scores.mean(), "max": scores[top], "best_stimulus": best_index,
-                             "octave": octave, "band": self.band_value(band),
-                             "distance": float(space.distances(stimuli[top:top + 1])[0]), **optimizer.status()},
-                            optimizer.recommend())
-                        writer.flush()
-                        generation += 1
-                        bar.update()
-                        bar.set_postfix(best=f"{best:.3g}", octave=octave)
-                        if self.stop_requested:
-                            break
+        with self.logging_to(writer, bar):
+            for octave, band in enumerate(self.bands):
+                space.set_band(band)
+                if octave:  # a fresh optimizer for the wider band, from the best stimulus so far
+                    self.optimizer = self.protocol.build("optimizer", space=space, neuron=neuron)
+                optimizer = self.optimizer
+                optimizer.plan(cfg.steps * optimizer.popsize)
+                start = (best_z * space.active)[None]
+                proposed = optimizer.inject(start)
+                for step in range(cfg.steps):
+                    z = np.array(optimizer.ask(), dtype=np.float64)
+                    if step == 0 and not proposed:
+                        z[:1] = start
+                    check_finite(z, f"optimizer {optimizer.kind}: latent vectors of step {generation}")
+                    stimuli = space.render(z)
+                    trials = neuron.present(stimuli, cfg.repeats)
+                    check_finite(trials.responses, f"neuron {neuron.kind}: responses of step {generation}")
+                    scores = trials.responses.mean(axis=1)
+                    optimizer.tell(z, scores)
+                    index = writer.add_stimuli(z, generation, stimuli)
+                    writer.add_trials(index, generation, trials)
+                    presentations += trials.responses.size
+                    top = int(np.argmax(scores))
+                    if scores[top] > best:
+                        best, best_index, best_z = float(scores[top]), int(index[top]), z[top].copy()
+                    writer.add_generation(
+                        {"generation": generation, "presentations": presentations, "best": best,
+                         "mean": scores.mean(), "max": scores[top], "best_stimulus": best_index,
+                         "octave": octave, "band": self.band_value(band),
+                         "distance": float(space.distances(stimuli[top:top + 1])[0]), **optimizer.status()},
+                        optimizer.recommend())
+                    writer.flush()
+                    generation += 1
+                    bar.update()
+                    bar.set_postfix(best=f"{best:.3g}", octave=octave)
                     if self.stop_requested:
                         break
-            status = self.final_status()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            bar.close()
-            writer.close(status)
-        return self.summary(status, writer.path, presentations=presentations)
+                if self.stop_requested:
+                    break
+        return self.summary(self.log_status, writer.path, presentations=presentations)

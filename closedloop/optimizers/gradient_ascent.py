@@ -4,7 +4,8 @@ With the priors of the deep-visualisation literature (Simonyan et al. 2014; Yosi
 2015; Mahendran & Vedaldi 2016; Olah et al. 2017): L2 decay of the latent, a Gaussian blur of
 the image every N steps, a total-variation penalty, a Fourier penalty growing with frequency,
 and random jitter (the gradient is taken at a randomly shifted image). Ascent directly in the
-`color_fourier` space is itself a 1/f prior.
+`color_fourier` space is itself a 1/f prior. For sounds the same priors act along time (a shift
+in samples, differences between successive samples, power times frequency squared).
 
 It is an ask/tell optimizer like the others: ask() returns the current latent(s), which the
 loop presents and logs; tell() takes `steps` gradient steps from them. The gradient d unit /
@@ -33,7 +34,8 @@ class GradientAscentSettings(Settings):
     blur_sigma: float = Field(0.5, gt=0, le=1000, description="Gaussian blur, pixels")
     tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the mean absolute difference of neighbouring pixels")
     fourier_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the image power times frequency squared")
-    jitter: int = Field(0, ge=0, le=1000, description="largest random shift (pixels) of the image whose gradient is taken")
+    jitter: int = Field(0, ge=0, le=100_000, description="largest random shift of the image whose gradient is taken, "
+                                                          "pixels (of a sound: samples)")
 
 
 def total_variation(images: torch.Tensor, axes: int = 2) -> torch.Tensor:
