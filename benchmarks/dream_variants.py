@@ -51,7 +51,7 @@ VARIANTS = [
 
 def probability(config: dict, stimuli: np.ndarray) -> str:
     unit = PROBABILITY.get(config.get("model"))
-    if unit is None or config.get("unit") == unit or config.get("objective") == "layer_energy":
+    if unit is None or config.get("unit") == unit:
         return ""
     neuron = DNNUnit(DNNSettings.model_validate({"model": config["model"], "unit": unit}), 0)
     before, after = neuron.activation(stimuli)

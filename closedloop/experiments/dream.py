@@ -28,6 +28,7 @@ from closedloop.experiments.base import Experiment, ExperimentSettings, check_fi
 from closedloop.registry import register
 
 COLUMNS = ("octave", "band", "distance")
+DEFAULT_F_MIN = 60.0  # Hz: the lowest frequency a recording's dream may change, unless f_min says
 
 
 class DreamSettings(ExperimentSettings):
@@ -40,6 +41,9 @@ class DreamSettings(ExperimentSettings):
                                                                         "cycles/pixel; default 0.5 (all)")
     f_max: float | None = Field(None, gt=0, le=192_000, description="recording: highest frequency that changes, Hz; "
                                                                     "default half the sample rate (all)")
+    f_min: float | None = Field(None, gt=0, le=192_000, description="recording: lowest frequency that changes, Hz; "
+                                                                    "default 60 (a unit may hear a slow drift below "
+                                                                    "hearing)")
     alpha: float = Field(1.0, ge=0, le=4, description="the change's prior: amplitudes 1/f^alpha")
     octaves: int = Field(1, ge=1, le=12, description="coarse-to-fine stages; in the last every frequency up to the "
                                                      "highest changes, in each before it 1/octave_scale as many")
@@ -49,8 +53,10 @@ class DreamSettings(ExperimentSettings):
 
     @model_validator(mode="after")
     def _one_band(self):
-        if self.max_frequency is not None and self.f_max is not None:
-            raise ValueError("give max_frequency (a picture, cycles/pixel) or f_max (a recording, Hz), not both")
+        if self.max_frequency is not None and (self.f_max, self.f_min) != (None, None):
+            raise ValueError("give max_frequency (a picture, cycles/pixel) or f_min/f_max (a recording, Hz), not both")
+        if self.f_min is not None and self.f_max is not None and self.f_min >= self.f_max:
+            raise ValueError(f"f_min ({self.f_min} Hz) must be below f_max ({self.f_max} Hz)")
         return self
 
 
@@ -82,23 +88,29 @@ class Dream(Experiment):
                 raise ProtocolError(f"{self.protocol.source}: f_max: {cfg.f_max} Hz is above half the unit's sample "
                                     f"rate ({rate} Hz)")
             source = recording(cfg.source, rate, shape[-1], cfg.offset, self.protocol.source, where)
-            top = (cfg.f_max or rate / 2) / rate
+            top, bottom = (cfg.f_max or rate / 2) / rate, (cfg.f_min or DEFAULT_F_MIN) / rate
         else:
             from closedloop.experiments.seeding import picture
 
-            if cfg.f_max is not None:
-                raise ProtocolError(f"{self.protocol.source}: f_max: for recordings; a picture's is max_frequency")
+            for name in ("f_min", "f_max"):
+                if getattr(cfg, name) is not None:
+                    raise ProtocolError(f"{self.protocol.source}: {name}: for recordings; a picture's band is "
+                                        f"max_frequency")
             source = picture(cfg.source, shape, self.protocol.source, where)
-            top = cfg.max_frequency or 0.5
+            top, bottom = cfg.max_frequency or 0.5, 0.0
         if neuron.value_range is not None:
             source = np.clip(source, *neuron.value_range)
         try:
             space = NearSource(source, distance=cfg.distance, max_frequency=top, alpha=cfg.alpha,
                                modality=neuron.modality, value_range=neuron.value_range,
-                               sample_rate=neuron.sample_rate)
+                               sample_rate=neuron.sample_rate, min_frequency=bottom)
         except ValueError as exc:
             raise ProtocolError(f"{self.protocol.source}: {exc}") from None
-        self.bands = [space.max_frequency / cfg.octave_scale ** (cfg.octaves - 1 - k) for k in range(cfg.octaves)]
+        self.bands = [top / cfg.octave_scale ** (cfg.octaves - 1 - k) for k in range(cfg.octaves)]
+        if not np.any((space.frequencies > 0) & (space.frequencies <= self.bands[0] + 1e-12)):
+            raise ProtocolError(f"{self.protocol.source}: octaves: in the first of {cfg.octaves} octaves nothing "
+                                f"up to {self.band_value(self.bands[0]):.3g} {self.band_unit()} may change; give "
+                                f"fewer octaves or a smaller octave_scale")
         return space
 
     def __init__(self, protocol):
@@ -109,6 +121,9 @@ class Dream(Experiment):
     def band_value(self, band: float) -> float:
         """A band in the protocol's units: cycles/pixel, or Hz for a recording."""
         return band * self.neuron.sample_rate if self.neuron.modality == "audio" else band
+
+    def band_unit(self) -> str:
+        return "Hz" if self.neuron.modality == "audio" else "cycles/pixel"
 
     def run(self, path, progress: bool = True) -> dict:
         cfg, space, neuron = self.settings, self.space, self.neuron

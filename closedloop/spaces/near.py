@@ -1,7 +1,8 @@
 """Stimuli near a source picture or recording: the space a dream searches (experiments/dream.py).
 
 A latent vector sets a change that is added to the source: gratings (pictures) or sinusoids
-(recordings) up to a highest frequency, their amplitudes scaled by 1/f^alpha, so that a draw from
+(recordings, from a lowest frequency: below hearing, a network may still hear a slow drift) up to a
+highest frequency, their amplitudes scaled by 1/f^alpha, so that a draw from
 the prior (z ~ N(0, I)) is 1/f^alpha noise of RMS `distance`. A change whose RMS exceeds
 `distance` is scaled down to it, and the sum is clipped into the neuron's input range, so no
 rendered stimulus is further than `distance` (RMS) from the source: z = 0 is the source itself.
@@ -29,7 +30,7 @@ class NearSource(StimulusSpace):
     differentiable = True
 
     def __init__(self, source: np.ndarray, *, distance: float, max_frequency: float, alpha: float,
-                 modality: str, value_range, sample_rate: int | None = None):
+                 modality: str, value_range, sample_rate: int | None = None, min_frequency: float = 0.0):
         super().__init__(None, 0)
         self.source = np.asarray(source, dtype=np.float64)
         self.stimulus_shape = self.source.shape
@@ -37,7 +38,7 @@ class NearSource(StimulusSpace):
         self.value_range = None if value_range is None else tuple(float(v) for v in value_range)
         self.sample_rate = sample_rate
         if modality == "audio":
-            self._audio_basis(max_frequency)
+            self._audio_basis(min_frequency, max_frequency)
         else:
             self._image_basis(max_frequency)
         # a prior draw renders a change of RMS `distance` (E|change|^2 = sum of squared amplitudes)
@@ -67,18 +68,21 @@ class NearSource(StimulusSpace):
         self.frequencies = frequencies
         self.amplitudes = np.maximum(frequencies, lowest) ** -self.alpha
 
-    def _audio_basis(self, max_frequency: float) -> None:
+    def _audio_basis(self, min_frequency: float, max_frequency: float) -> None:
         """A cosine and a sine at every frequency of the FFT grid of the sound (1 / duration apart)
-        above 0 and below Nyquist, up to max_frequency (cycles/sample); 1/f^alpha amplitudes."""
+        from min_frequency to max_frequency (cycles/sample), below Nyquist; 1/f^alpha amplitudes,
+        flat below min_frequency's."""
         n = self.stimulus_shape[-1]
         bins = np.arange(1, (n - 1) // 2 + 1)
-        bins = bins[bins / n <= max_frequency + 1e-12]
+        bins = bins[(bins / n >= min_frequency - 1e-12) & (bins / n <= max_frequency + 1e-12)]
         if not len(bins):
-            raise ValueError(f"no frequency of a {n}-sample sound lies below {max_frequency * (self.sample_rate or 1):g}")
+            rate = self.sample_rate or 1
+            raise ValueError(f"no frequency of a {n}-sample sound lies between {min_frequency * rate:g} and "
+                             f"{max_frequency * rate:g}")
         self.channels = 1
         self.bins = bins
         self.frequencies = np.repeat(bins / n, 2)  # (cosine, sine) per bin
-        self.amplitudes = np.maximum(self.frequencies, 1.0 / n) ** -self.alpha
+        self.amplitudes = np.maximum(self.frequencies, max(min_frequency, 1.0 / n)) ** -self.alpha
 
     def set_band(self, highest: float) -> None:
         """Only frequencies up to `highest` (cycles per pixel or per sample) may change from now on."""
