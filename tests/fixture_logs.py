@@ -23,6 +23,7 @@ OVERRIDES = {
     "fooling": {"count": 20},
     "repeatability": {"items": 4, "blocks": 3},
     "sweep": {"grid": {"repeats": [1, 2]}, "seeds": 1, "base.budget": 40},
+    "dream": {"steps": 2},
     "rearing": {"conditions": {"standard": {}, "white-static": {"static": "white"}}, "static.kinds": ["white"],
                 "static.count": 20, "evolve.budget": 48, "evolve.seeds": 1},
 }

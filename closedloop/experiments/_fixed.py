@@ -73,20 +73,12 @@ class FixedSetExperiment(Experiment):
 
     def run(self, path, progress: bool = True) -> dict:
         writer = self.open_log(path)
-        status, summary = "failed", {}
+        summary = {}
         self.bar = tqdm(total=self.planned_presentations() or None, desc=f"{self.kind} {self.neuron.kind}",
                         unit="trial", disable=not progress, leave=False)
-        try:
-            with self.stop_on_interrupt():
-                summary = self.session(writer)
-            status = self.final_status()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            self.bar.close()
-            writer.close(status)
-        return self.summary(status, path, presentations=self.presentations, **summary)
+        with self.logging_to(writer, self.bar):
+            summary = self.session(writer)
+        return self.summary(self.log_status, path, presentations=self.presentations, **summary)
 
     def present(self, writer, index: np.ndarray, stimuli: np.ndarray, repeats: int, generation: int,
                 rng: np.random.Generator, neuron=None, time_offset: float = 0.0) -> int:

@@ -37,7 +37,7 @@ class Experiment:
         self.protocol = protocol
         self.settings = protocol.settings
         self.neuron = protocol.build("neuron") if "neuron" in protocol.sections else None
-        self.space = protocol.build("space") if "space" in protocol.sections else None
+        self.space = protocol.build("space") if "space" in protocol.sections else self.own_space()
         if self.neuron is not None and self.space is not None:
             if tuple(self.space.stimulus_shape) != tuple(self.neuron.stimulus_shape):
                 wanted = tuple(self.neuron.stimulus_shape)
@@ -56,6 +56,11 @@ class Experiment:
         self.stop_requested = 0  # or the number of the signal that asked the run to stop
         self.interruption: NeuronStopped | None = None  # why the neuron stopped the run, if it did
 
+    def own_space(self):
+        """The space of a kind whose protocol has no `space:` section but that builds its own
+        from the neuron (a dream, around its source); None for the others."""
+        return None
+
     def rng(self, stream: str, *index: int) -> np.random.Generator:
         """An independent generator for one named purpose (and, say, one chunk), fixed by the seed."""
         if stream not in self.streams:
@@ -73,7 +78,9 @@ class Experiment:
             return Path(self.settings.output)
         return Path("data") / f"{Path(self.protocol.source).stem}.h5"
 
-    def open_log(self, path, state_shapes: dict[str, int] | None = None, created: str | None = None) -> RunWriter:
+    def open_log(self, path, state_shapes: dict[str, int] | None = None, created: str | None = None,
+                 columns: tuple[str, ...] = ()) -> RunWriter:
+        """The run log; `columns` are the kind's own numbers per generation, beside the optimizer's."""
         space, neuron = self.space, self.neuron
         record = self.settings.record_rendered
         if record is None:
@@ -87,7 +94,7 @@ class Experiment:
             path, protocol_text=self.protocol.text, seed=self.settings.seed, kind=self.kind, configs=configs,
             dim=space.dim, stimulus_shape=space.stimulus_shape, modality=space.modality,
             response_unit=neuron.response_unit, state_columns=neuron.state_columns,
-            status_columns=self.optimizer.status_columns if self.optimizer else (),
+            status_columns=(*(self.optimizer.status_columns if self.optimizer else ()), *columns),
             state_shapes=state_shapes, record_rendered=record, sample_rate=space.sample_rate,
             neuron_arrays=neuron.ground_truth(), created=created, claim=neuron.claim,
             protocol_dir=self.protocol.directory, state_units=neuron.state_units,
@@ -118,6 +125,22 @@ class Experiment:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    @contextmanager
+    def logging_to(self, writer: RunWriter, bar):
+        """The body of a run: it stops at a generation's end on a signal (stop_on_interrupt), and
+        the log is closed whatever happens, as complete, interrupted or failed (`self.log_status`)."""
+        self.log_status = "failed"
+        try:
+            with self.stop_on_interrupt():
+                yield
+            self.log_status = self.final_status()
+        except KeyboardInterrupt:
+            self.log_status = "interrupted"
+            raise
+        finally:
+            bar.close()
+            writer.close(self.log_status)
 
     def final_status(self) -> str:
         return "interrupted" if self.stop_requested else "complete"

@@ -129,48 +129,40 @@ class Evolve(Experiment):
 
     def _loop(self, writer: RunWriter, start, best, best_index, presentations, progress) -> dict:
         cfg, space, neuron, optimizer = self.settings, self.space, self.neuron, self.optimizer
-        total, status = self.total_generations(), "failed"
+        total = self.total_generations()
         bar = tqdm(total=total, initial=start, desc=f"evolve {neuron.kind}", unit="gen", disable=not progress,
                    leave=False)
-        try:
-            with self.stop_on_interrupt():
-                for generation in range(start, total):
-                    z = self._ask(generation)
-                    check_finite(z, f"optimizer {optimizer.kind}: latent vectors of generation {generation}")
-                    stimuli = space.render(z)
-                    check_finite(stimuli, f"space {space.kind}: stimuli of generation {generation}")
-                    trials, reference_trials = self._present(stimuli)
-                    check_finite(trials.responses, f"neuron {neuron.kind}: responses of generation {generation}")
-                    scores = self.score(trials.responses)
-                    optimizer.tell(z, scores)
-                    index = writer.add_stimuli(z, generation, stimuli)
-                    writer.add_trials(index, generation, trials)
-                    if reference_trials is not None:
-                        writer.add_trials(self.reference_index, generation, reference_trials, "reference")
-                    presentations += trials.responses.size
-                    top = int(np.argmax(scores))
-                    if scores[top] > best:
-                        best, best_index = float(scores[top]), int(index[top])
-                    writer.add_generation(
-                        {"generation": generation, "presentations": presentations, "best": best,
-                         "mean": scores.mean(), "max": scores[top], "best_stimulus": best_index,
-                         **optimizer.status()},
-                        optimizer.recommend(), self._state())
-                    writer.flush()
-                    bar.update()
-                    bar.set_postfix(best=f"{best:.3g}", mean=f"{scores.mean():.3g}")
-                    if self.stop_requested:
-                        break
-                if cfg.retest and not self.stop_requested:
-                    self._retest(writer, total)
-            status = self.final_status()
-        except KeyboardInterrupt:
-            status = "interrupted"
-            raise
-        finally:
-            bar.close()
-            writer.close(status)
-        return self.summary(status, writer.path, presentations=presentations)
+        with self.logging_to(writer, bar):
+            for generation in range(start, total):
+                z = self._ask(generation)
+                check_finite(z, f"optimizer {optimizer.kind}: latent vectors of generation {generation}")
+                stimuli = space.render(z)
+                check_finite(stimuli, f"space {space.kind}: stimuli of generation {generation}")
+                trials, reference_trials = self._present(stimuli)
+                check_finite(trials.responses, f"neuron {neuron.kind}: responses of generation {generation}")
+                scores = self.score(trials.responses)
+                optimizer.tell(z, scores)
+                index = writer.add_stimuli(z, generation, stimuli)
+                writer.add_trials(index, generation, trials)
+                if reference_trials is not None:
+                    writer.add_trials(self.reference_index, generation, reference_trials, "reference")
+                presentations += trials.responses.size
+                top = int(np.argmax(scores))
+                if scores[top] > best:
+                    best, best_index = float(scores[top]), int(index[top])
+                writer.add_generation(
+                    {"generation": generation, "presentations": presentations, "best": best,
+                     "mean": scores.mean(), "max": scores[top], "best_stimulus": best_index,
+                     **optimizer.status()},
+                    optimizer.recommend(), self._state())
+                writer.flush()
+                bar.update()
+                bar.set_postfix(best=f"{best:.3g}", mean=f"{scores.mean():.3g}")
+                if self.stop_requested:
+                    break
+            if cfg.retest and not self.stop_requested:
+                self._retest(writer, total)
+        return self.summary(self.log_status, writer.path, presentations=presentations)
 
     def _present(self, stimuli):
         """Search and reference stimuli in one presentation batch (one simulation)."""

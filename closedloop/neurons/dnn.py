@@ -47,6 +47,9 @@ class DNNSettings(Settings):
     channel: int | None = Field(None, ge=0, le=1_000_000, description="channel index on axis 1 of the layer's output")
     position: tuple[Annotated[int, Field(ge=-100_000, le=100_000)], ...] | None = Field(
         None, max_length=4, description="index into the remaining axes; default their mean")
+    objective: Literal["unit", "layer_energy"] = Field(
+        "unit", description="unit: one channel (at a position, or its mean); layer_energy: the mean square of the "
+                            "layer's whole output, every channel and position (DeepDream's objective)")
     noise: NoiseSettings = Field(NoiseSettings(), description="noise that makes the unit a noisy cell")
     batch_size: int = Field(256, ge=1, le=100_000, description="stimuli per forward pass")
     threads: int = Field(1, ge=1, le=1024, description="torch threads (at most the cores)")
@@ -62,6 +65,12 @@ class DNNSettings(Settings):
             raise ValueError("unit: names zoo units only; give layer/channel/position for an imported model")
         if self.import_ is not None and self.modality == "audio" and self.sample_rate is None:
             raise ValueError("sample_rate: required with an imported audio model (the rate it expects, Hz)")
+        if self.objective == "layer_energy":
+            for name in ("unit", "channel", "position"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: not with objective layer_energy, whose response is the whole layer")
+            if self.layer is None:
+                raise ValueError("layer: required with objective layer_energy (the layer whose energy is the response)")
         if self.model is not None:
             for name in ("weights", "input_shape", "value_range", "modality", "sample_rate"):
                 if name in self.model_fields_set:
@@ -138,6 +147,7 @@ class DNNUnit(Neuron):
     Config = DNNSettings
     has_gradient = True
     model_based_search = False
+    energy = False  # the response is the layer's energy (objective: layer_energy), not one channel
 
     def __init__(self, config: DNNSettings, seed: int):
         super().__init__(config, seed)
@@ -151,7 +161,7 @@ class DNNUnit(Neuron):
             raise ValueError(f"layer: no module {self.layer!r} in the model (one of: {', '.join(names[:12])}"
                              f"{' ...' if len(names) > 12 else ''})")
         self._target = layers[self.layer]
-        self.response_unit = "counts" if config.noise.kind == "poisson" else "activation"
+        self.response_unit = "counts" if config.noise.kind == "poisson" else "energy" if self.energy else "activation"
         self.clock, self.calls = 0.0, 0
         self._check_selection()
 
@@ -159,6 +169,7 @@ class DNNUnit(Neuron):
         """Set the module, its input contract (stimulus_shape, value_range, modality, sample_rate)
         and the unit's claim; return the unit's (layer, channel, position), None where unset."""
         layer, channel, position = config.layer, config.channel, config.position
+        self.energy = config.objective == "layer_energy"
         if config.model is not None:
             from closedloop import zoo
 
@@ -207,6 +218,8 @@ class DNNUnit(Neuron):
             handle.remove()
 
     def _select(self, output: torch.Tensor) -> torch.Tensor:
+        if self.energy:
+            return output.reshape(len(output), -1).pow(2).mean(dim=1)
         if output.ndim < 2 or self.channel >= output.shape[1]:
             raise ValueError(f"channel: {self.channel} out of range for layer {self.layer!r} "
                              f"with output shape {tuple(output.shape[1:])}")

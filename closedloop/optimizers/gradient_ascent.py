@@ -4,7 +4,8 @@ With the priors of the deep-visualisation literature (Simonyan et al. 2014; Yosi
 2015; Mahendran & Vedaldi 2016; Olah et al. 2017): L2 decay of the latent, a Gaussian blur of
 the image every N steps, a total-variation penalty, a Fourier penalty growing with frequency,
 and random jitter (the gradient is taken at a randomly shifted image). Ascent directly in the
-`color_fourier` space is itself a 1/f prior.
+`color_fourier` space is itself a 1/f prior. For sounds the same priors act along time (a shift
+in samples, differences between successive samples, power times frequency squared).
 
 It is an ask/tell optimizer like the others: ask() returns the current latent(s), which the
 loop presents and logs; tell() takes `steps` gradient steps from them. The gradient d unit /
@@ -33,18 +34,28 @@ class GradientAscentSettings(Settings):
     blur_sigma: float = Field(0.5, gt=0, le=1000, description="Gaussian blur, pixels")
     tv_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the mean absolute difference of neighbouring pixels")
     fourier_weight: float = Field(0.0, ge=0, le=1e6, description="weight of the image power times frequency squared")
-    jitter: int = Field(0, ge=0, le=1000, description="largest random shift of the image whose gradient is taken, pixels")
+    jitter: int = Field(0, ge=0, le=100_000, description="largest random shift of the image whose gradient is taken, "
+                                                          "pixels (of a sound: samples)")
 
 
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Per image: mean absolute difference between vertical and horizontal neighbours."""
+def total_variation(images: torch.Tensor, axes: int = 2) -> torch.Tensor:
+    """Per image: mean absolute difference between vertical and horizontal neighbours (per
+    sound, `axes` = 1: between successive samples)."""
+    if axes == 1:
+        return (images[..., 1:] - images[..., :-1]).abs().flatten(1).mean(1)
     dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
     dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
     return dy + dx
 
 
-def frequency_weighted_power(images: torch.Tensor) -> torch.Tensor:
-    """Per image: sum over frequencies of |F(k)|^2 |k|^2 (cycles/pixel), per pixel."""
+def frequency_weighted_power(images: torch.Tensor, axes: int = 2) -> torch.Tensor:
+    """Per image: sum over frequencies of |F(k)|^2 |k|^2 (cycles/pixel), per pixel (per sound,
+    `axes` = 1: cycles/sample, per sample)."""
+    if axes == 1:
+        n = images.shape[-1]
+        spectrum = torch.fft.rfft(images - images.mean(dim=-1, keepdim=True), norm="ortho")
+        f = torch.fft.rfftfreq(n, dtype=images.dtype)
+        return (spectrum.abs() ** 2 * f**2).flatten(1).sum(1) / n
     h, w = images.shape[-2:]
     spectrum = torch.fft.rfft2(images - images.mean(dim=(-2, -1), keepdim=True), norm="ortho")
     fy = torch.fft.fftfreq(h, dtype=images.dtype)[:, None]
@@ -70,6 +81,7 @@ class GradientAscent(Optimizer):
         if config.blur_every and not space.can_encode:
             raise ValueError(f"blur_every: space kind {space.kind!r} cannot encode a blurred image")
         self.neuron = neuron
+        self.axes = 1 if space.modality == "audio" else 2  # the stimulus axes the priors act along
         self.popsize = config.popsize
         self.random = self.rng(0)
         start = space.sample(self.random, config.popsize)
@@ -78,6 +90,14 @@ class GradientAscent(Optimizer):
         self.step_count = 0
         self.best_z, self.best_score = start[0].copy(), -np.inf
         self.gradient_norm, self.ascent_value = 0.0, float("nan")
+
+    def inject(self, z):
+        """Ascend from these latents (the first rows of the population) instead of prior draws."""
+        z = np.asarray(z, dtype=np.float64)[: self.popsize]
+        with torch.no_grad():
+            self.z[: len(z)] = torch.from_numpy(z)
+        self.adam = torch.optim.Adam([self.z], lr=self.config.learning_rate)
+        return True
 
     def ask(self):
         return self.z.detach().numpy().copy()
@@ -97,14 +117,15 @@ class GradientAscent(Optimizer):
         shown = images
         if cfg.jitter:
             dy, dx = (int(s) for s in self.random.integers(-cfg.jitter, cfg.jitter + 1, size=2))
-            shown = torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+            shifts, dims = ((dx,), (-1,)) if self.axes == 1 else ((dy, dx), (-2, -1))
+            shown = torch.roll(images, shifts=shifts, dims=dims)
         values, grads = self.neuron.gradient(shown.detach().numpy())
         # a surrogate whose gradient through the rendering is the unit's gradient, minus the priors
         objective = (shown * torch.from_numpy(grads).to(shown.dtype)).sum()
         if cfg.tv_weight:
-            objective = objective - cfg.tv_weight * total_variation(images).sum()
+            objective = objective - cfg.tv_weight * total_variation(images, self.axes).sum()
         if cfg.fourier_weight:
-            objective = objective - cfg.fourier_weight * frequency_weighted_power(images).sum()
+            objective = objective - cfg.fourier_weight * frequency_weighted_power(images, self.axes).sum()
         (-objective).backward()
         self.adam.step()
         self.step_count += 1
@@ -113,13 +134,15 @@ class GradientAscent(Optimizer):
                 self.z.mul_(1.0 - cfg.l2_decay)
             if cfg.blur_every and self.step_count % cfg.blur_every == 0:
                 rendered = self.space.render(self.z.detach().numpy())
-                sigma = (0,) * (rendered.ndim - 2) + (cfg.blur_sigma, cfg.blur_sigma)
+                sigma = (0,) * (rendered.ndim - self.axes) + (cfg.blur_sigma,) * self.axes
                 blurred = gaussian_filter(rendered, sigma=sigma, mode="nearest")
                 encoded = self.space.encode(blurred)
-                # keep each latent's norm: the rendering ignores it, Adam's step size does not
-                norm = np.linalg.norm(encoded, axis=1, keepdims=True)
-                old = self.z.detach().norm(dim=1, keepdim=True).numpy()
-                self.z.copy_(torch.from_numpy(np.divide(encoded * old, norm, out=encoded, where=norm > 0)))
+                if self.space.scale_invariant:
+                    # keep each latent's norm: the rendering ignores it, Adam's step size does not
+                    norm = np.linalg.norm(encoded, axis=1, keepdims=True)
+                    old = self.z.detach().norm(dim=1, keepdim=True).numpy()
+                    encoded = np.divide(encoded * old, norm, out=encoded, where=norm > 0)
+                self.z.copy_(torch.from_numpy(encoded))
         self.gradient_norm = float(np.sqrt(np.mean(grads**2)))
         self.ascent_value = float(np.mean(values))
 
