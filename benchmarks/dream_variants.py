@@ -86,12 +86,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=0, help="run both shipped protocols with seeds 0..N-1")
     parser.add_argument("--variants", action="store_true", help="run the variants listed in VARIANTS")
+    parser.add_argument("--only", choices=["picture", "speech"], help="run only the picture or only the speech dreams")
     parser.add_argument("--out", type=Path, default=Path("data/dreams"))
     parser.add_argument("--figure", type=Path, help="the last step of every picture run, side by side")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = [(path, f"{path.stem} seed {s}", {"seed": s}) for path in (PICTURE, SPEECH) for s in range(args.seeds)]
     runs += VARIANTS if args.variants else []
+    if args.only:
+        runs = [run for run in runs if run[0] == {"picture": PICTURE, "speech": SPEECH}[args.only]]
     pictures = []
     for path, name, overrides in runs:
         line, image = dream(path, name, overrides, args.out)
