@@ -44,6 +44,8 @@ OPTIMIZERS = {
     "genetic (XDream settings)": ({"kind": "genetic"}, PIXELS),
     "finite_difference": ({"kind": "finite_difference"}, PIXELS),
     "random": ({"kind": "random"}, PIXELS),
+    "nevergrad NGOpt": ({"kind": "nevergrad", "name": "NGOpt"}, PIXELS),
+    "nevergrad TwoPointsDE": ({"kind": "nevergrad", "name": "TwoPointsDE"}, PIXELS),
     "best: linear_model (pixels)": (BEST_OPTIMIZER, BEST_SPACE),
     "linear_model (fourier 0.3)": (BEST_OPTIMIZER, FOURIER),
 }
@@ -72,6 +74,7 @@ def run_one(job):
     neuron = build("neuron", neuron_cfg, seed + 1000)
     space = build("space", space_cfg, seed)
     optimizer = build("optimizer", optimizer_cfg, seed, space=space, neuron=neuron)
+    optimizer.plan(budget)  # as evolve does: nevergrad picks its algorithm by the budget
     used, best, curve_n, curve_a, curve_b = 0, 0.0, [], [], []
     while used + optimizer.popsize <= budget:
         z = optimizer.ask()

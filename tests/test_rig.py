@@ -290,7 +290,7 @@ def test_quickstart_through_remote_equals_the_local_run(tmp_path):
         for source, out in ((quickstart, "local.h5"), (remote, "remote.h5")):
             assert main(["run", str(source), "--out", str(tmp_path / out), "-q", "--set", "generations=4"]) == 0
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # SIGINT may be ignored, inherited from a background job
         assert server.wait(30) == 0
     trials = same_trials(tmp_path / "local.h5", tmp_path / "remote.h5")
     assert (trials["rig_drops"] == 0).all() and trials["rig_trial"].is_unique
@@ -322,7 +322,7 @@ def test_server_killed_and_restarted_mid_run_loses_nothing(tmp_path):
             server, _ = start_server(neuron, endpoint, *slow)  # the same address: the client finds it again
         assert client.wait(120) == 0, client.stderr.read()
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # SIGINT may be ignored, inherited from a background job
         server.wait(30)
         client.kill()
     trials = same_trials(tmp_path / "local.h5", tmp_path / "remote.h5")
