@@ -22,7 +22,7 @@ import numpy as np
 from closedloop import protocol as protocol_module
 from closedloop.analysis import analyze
 from closedloop.analysis.dream import as_rgb
-from closedloop.analysis.plots import plt, save
+from closedloop.analysis.plots import save, subplots
 from closedloop.neurons.dnn import DNNSettings, DNNUnit
 from closedloop.recording import open_run
 
@@ -102,7 +102,7 @@ def main():
         if image is not None and (" seed " not in name or name.endswith(" seed 0")):
             pictures.append((name, image))
     if args.figure and pictures:
-        fig, axes = plt.subplots(1, len(pictures), figsize=(1.9 * len(pictures), 2.3), squeeze=False)
+        fig, axes = subplots(1, len(pictures), figsize=(1.9 * len(pictures), 2.3), squeeze=False)
         for ax, (name, image) in zip(axes[0], pictures):
             ax.imshow(image)
             ax.set_title(name, fontsize=8)

@@ -112,12 +112,12 @@ def table(results, seeds) -> str:
 
 
 def figure(results, seeds, path):
-    from closedloop.analysis.plots import plt, save, show_image
+    from closedloop.analysis.plots import figure, save, show_image
 
     units = [u for u in ("face", "digit") if any(SETTINGS[r["index"]][0] == u for r in results)]
     rows = [[i for i, s in enumerate(SETTINGS) if s[0] == u] for u in units]
     height = 1.15 * sum(map(len, rows)) + 1.0 * len(units)
-    fig = plt.figure(figsize=(1.1 * len(seeds) + 3.6, height))
+    fig = figure(figsize=(1.1 * len(seeds) + 3.6, height))
     outer = fig.add_gridspec(len(units), 1, height_ratios=[len(r) for r in rows], hspace=0.6 / len(units),
                              top=1 - 0.55 / height, bottom=0.01)
     for u, (unit, settings) in enumerate(zip(units, rows)):

@@ -32,13 +32,16 @@ def test_every_module_declares_exactly_the_kinds_the_index_names():
 
 
 @pytest.mark.slow
-def test_a_spiking_run_never_imports_torch_or_scipy_signal(tmp_path):
+def test_a_spiking_run_and_its_report_never_import_torch_scipy_signal_or_pyplot(tmp_path):
     out = _python(f"""
         import json, sys
         from closedloop import protocol
+        from closedloop.analysis import analyze
         p = protocol.load({str(ROOT / 'protocols' / 'quickstart.yaml')!r}, {{"generations": 2, "retest": None}})
         p.experiment_cls(p).run({str(tmp_path / 'q.h5')!r}, progress=False)
-        print(json.dumps([m for m in ("torch", "scipy.signal", "cma", "sklearn") if m in sys.modules]))
+        analyze({str(tmp_path / 'q.h5')!r})
+        print(json.dumps([m for m in ("torch", "scipy.signal", "cma", "sklearn", "matplotlib.pyplot")
+                          if m in sys.modules]))
     """)
     assert json.loads(out.strip().splitlines()[-1]) == []
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.io import wavfile
 from scipy.signal import spectrogram, welch
 
-from closedloop.analysis.plots import plt, save
+from closedloop.analysis.plots import save, subplots
 
 PEAK_DBFS = -1.0
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -94,7 +94,7 @@ def colour_bar(fig, mesh, axes):
 
 
 def spectrogram_png(path, wave, sample_rate, title=None, target=None) -> str:
-    fig, ax = plt.subplots(figsize=(5.6, 3), layout="constrained")
+    fig, ax = subplots(figsize=(5.6, 3), layout="constrained")
     colour_bar(fig, show_spectrogram(ax, wave, sample_rate, title, target=target), ax)
     return save(fig, path)
 
@@ -270,7 +270,7 @@ def _against_optimum(run, out, best, numbers, target=None) -> list[str]:
 
 
 def _spectrogram_strip(path, picks, waves, rate, target=None):
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.5 * len(picks) + 1.2, 2.7), squeeze=False,
+    fig, axes = subplots(1, len(picks), figsize=(2.5 * len(picks) + 1.2, 2.7), squeeze=False,
                              layout="constrained")
     frequencies, _, power = spectrogram(np.concatenate(waves), fs=rate, nperseg=512, noverlap=448)
     f_max = band_top(frequencies, 10 * np.log10(power + 1e-20) - 10 * np.log10(power.max() + 1e-20))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from closedloop.analysis.judging import judge_stimuli
-from closedloop.analysis.plots import plt, save, show_image
+from closedloop.analysis.plots import figure, imsave, save, show_image, subplots
 
 SHOWN = 7  # steps in the figure's strip, first and last included
 
@@ -104,7 +104,7 @@ def _pictures(run, out_dir, source, stimuli, responses, numbers) -> list[str]:
     scale = max(1, 192 // source.shape[-1])  # each pixel drawn scale x scale, so a small image can be seen
     for k, stimulus in enumerate(stimuli):
         picture = np.kron(as_rgb(stimulus, value_range), np.ones((scale, scale, 1)))
-        plt.imsave(folder / f"step_{k:03d}.png", picture)
+        imsave(folder / f"step_{k:03d}.png", picture)
     numbers["steps_folder"] = str(folder)
     return [f"every step as a picture ({scale}x{scale} pixels per stimulus pixel): {folder}/step_*.png"]
 
@@ -125,7 +125,7 @@ def _sounds(run, out_dir, source, stimuli, responses, numbers) -> list[str]:
         sounds[f"step {k}"] = write_wav(folder / f"step_{k:03d}.wav", stimuli[k], rate)
     sounds["the dream (last step)"] = write_wav(folder / "dream.wav", stimuli[-1], rate)
     sounds["what the dream added (alone, louder)"] = write_wav(folder / "change.wav", change, rate)
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.6), squeeze=False)
+    fig, axes = subplots(1, len(picks), figsize=(2.6 * len(picks), 2.6), squeeze=False)
     for ax, k in zip(axes[0], picks):
         show_spectrogram(ax, stimuli[k], rate, f"step {k}: {responses[k]:.3g}")
     fig.tight_layout()
@@ -148,7 +148,7 @@ def _figure(run, generations, source, stimuli, responses, distances, bound):
     picks = chosen_steps(len(stimuli))
     audio = run.modality == "audio"
     columns = len(picks) + 1  # and the change
-    fig = plt.figure(figsize=(max(2.0 * columns, 8.0), 5.2 if audio else 4.8))
+    fig = figure(figsize=(max(2.0 * columns, 8.0), 5.2 if audio else 4.8))
     grid = fig.add_gridspec(2, columns, height_ratios=[1.1, 1])
     if audio:
         from closedloop.analysis.audio import show_spectrogram

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop.analysis.plots import correlation, plt, save, show_image
+from closedloop.analysis.plots import correlation, figure, save, show_image, subplots
 
 
 def analyze(run, out_dir) -> dict:
@@ -82,11 +82,11 @@ def _figure(run, generations, rf, images, per_generation, path):
     pictures = len(picks) + (rf is not None)
     columns = max(pictures, 3)
     if pictures:
-        fig = plt.figure(figsize=(1.4 * columns, 4.2))
+        fig = figure(figsize=(1.4 * columns, 4.2))
         grid = fig.add_gridspec(2, columns, height_ratios=[1, 1.4])
         ax = fig.add_subplot(grid[1, :])
     else:
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = subplots(figsize=(6, 3))
     col = 0
     if rf is not None:
         show_image(fig.add_subplot(grid[0, 0]), rf, "true receptive field")

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import stats
 
 from closedloop.analysis.judging import judge_stimuli
-from closedloop.analysis.plots import plt, save, show_image
+from closedloop.analysis.plots import figure, save, show_image
 
 
 def fooling_rate(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -62,7 +62,7 @@ def analyze(run, out_dir) -> dict:
 def _figure(run, table, threshold, rates, confidence):
     sources = list(rates)
     image = run.modality == "image" and run.rendered(table.index[:1].to_numpy()) is not None
-    fig = plt.figure(figsize=(max(7.0, 1.7 * len(sources) + 4.5), 4.6 if image else 2.8))
+    fig = figure(figsize=(max(7.0, 1.7 * len(sources) + 4.5), 4.6 if image else 2.8))
     grid = fig.add_gridspec(2 if image else 1, max(len(sources), 2), height_ratios=[1, 1.3] if image else [1])
     if image:
         for k, source in enumerate(sources):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from closedloop.analysis.fooling import fooling_rate, per_stimulus
 from closedloop.analysis.judging import judge_stimuli
-from closedloop.analysis.plots import plt, save
+from closedloop.analysis.plots import figure, save
 from closedloop.recording import open_run
 
 JUDGED_STATIC = 64  # at most this many fooling static images of each kind go to the judges
@@ -97,10 +97,10 @@ def compare(layout: dict[str, dict], out_dir: Path, settings) -> dict:
     out_dir = Path(out_dir)
     summary.to_csv(out_dir / "summary.csv", index=False)
     table.to_csv(out_dir / "searches.csv", index=False)
-    figure = save(_figure(summary, searches, static_cfg, search_cfg, settings.digit), out_dir / "rearing.png")
+    figure_path = save(_figure(summary, searches, static_cfg, search_cfg, settings.digit), out_dir / "rearing.png")
     lines = _lines(summary, searches, static_cfg, search_cfg, settings.digit)
-    report = _page(out_dir, summary, table, figure, lines)
-    lines += [f"summary: {out_dir / 'summary.csv'}", f"searches: {out_dir / 'searches.csv'}", f"figure: {figure}",
+    report = _page(out_dir, summary, table, figure_path, lines)
+    lines += [f"summary: {out_dir / 'summary.csv'}", f"searches: {out_dir / 'searches.csv'}", f"figure: {figure_path}",
               f"report: {report}"]
     return {"lines": lines, "summary": str(out_dir / "summary.csv"), "figure": figure, "table": summary,
             "searches": table, "report": report}
@@ -161,7 +161,7 @@ def _figure(summary, searches, static_cfg, search_cfg, digit):
     names = summary["condition"].tolist()
     seeds = sorted({s["seed"] for s in searches})
     x = np.arange(len(names))
-    fig = plt.figure(figsize=(max(11.0, 2.2 * len(names) + 4), 4.0 + 1.15 * len(seeds)), layout="constrained")
+    fig = figure(figsize=(max(11.0, 2.2 * len(names) + 4), 4.0 + 1.15 * len(seeds)), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[4.0, 1.15 * max(len(seeds), 1)])
     accuracy_ax, static_ax, search_ax = top.subplots(1, 3)
 

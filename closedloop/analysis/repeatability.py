@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from closedloop.analysis.plots import correlation, plt, save
+from closedloop.analysis.plots import correlation, figure, save
 
 
 def block_table(trials):
@@ -102,7 +102,7 @@ def _figure(run, panels, units):
     """Per session: the relative response over the session, each logged state variable on its own
     axis (with its unit), the split-half scatter and the mean-variance relation."""
     rows = len(panels)
-    fig = plt.figure(figsize=(13, 3.1 * rows), layout="constrained")
+    fig = figure(figsize=(13, 3.1 * rows), layout="constrained")
     outer = fig.add_gridspec(rows, 4, width_ratios=[2, 1.6, 1, 1])
     for row, (name, (means, times, trace, states, responses)) in enumerate(panels.items()):
         ax = fig.add_subplot(outer[row, 0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from closedloop.analysis.plots import correlation, plt, save, show_image
+from closedloop.analysis.plots import correlation, save, show_image, subplots
 from closedloop.stimuli import noise_amplitude
 
 
@@ -130,7 +130,7 @@ def _figure(run, sta, field, filters, eigenvalues, counts, correlations):
     if filters is not None:
         panels += [(f"covariance filter {k + 1} ({v:+.2g})", f) for k, (f, v) in enumerate(zip(filters, eigenvalues))]
     columns = len(panels) + (counts is not None)
-    fig, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 2.6), squeeze=False)
+    fig, axes = subplots(1, columns, figsize=(2.4 * columns, 2.6), squeeze=False)
     axes = axes[0]
     for ax, (title, values) in zip(axes, panels):
         _show(ax, values, title, run.modality)

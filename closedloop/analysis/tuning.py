@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from closedloop.analysis.plots import plt, save
+from closedloop.analysis.plots import save, subplots
 
 
 def grid_means(trials, names) -> "pd.DataFrame":  # noqa: F821
@@ -197,7 +197,7 @@ def analyze(run, out_dir) -> dict:
 
 def _figure(run, table, names, curves, units, log_scale, periods):
     panels = len(names) + (len(names) >= 2)
-    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 3.0), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, panels, figsize=(3.3 * panels, 3.0), squeeze=False, layout="constrained")
     axes = axes[0]
     unit = f"{run.response_unit} per presentation"
     for ax, name in zip(axes, names):

@@ -95,14 +95,14 @@ folder; <code>closedloop analyze FOLDER</code> writes this page again from the l
 
 
 def _figure(frame: pd.DataFrame, parameters: list[str], path: Path) -> str | None:
-    from closedloop.analysis.plots import plt, save
+    from closedloop.analysis.plots import save, subplots
 
     metrics = [m for m in FIGURE_METRICS if frame[m].notna().any()]
     # the optimizer groups the lines; the other grid parameters are the x axes
     axes_params = [p for p in parameters if p.split(".")[0] != "optimizer"] or ["optimizer"]
     if not metrics:
         return None
-    fig, axes = plt.subplots(len(metrics), len(axes_params), squeeze=False, layout="constrained",
+    fig, axes = subplots(len(metrics), len(axes_params), squeeze=False, layout="constrained",
                              figsize=(3.4 * len(axes_params), 2.8 * len(metrics)))
     groups = sorted(frame["optimizer"].astype(str).unique())
     for col, param in enumerate(axes_params):
