@@ -82,6 +82,18 @@ def test_batches_match_one_pass_and_shape_is_checked():
         unit().present(images(2, (1, 9, 9)), 1)
 
 
+def test_device_cpu_computes_the_same_and_a_missing_gpu_is_refused_in_one_line():
+    x = images(6)
+    cpu = unit(device="cpu", layer="2", channel=3)
+    assert cpu.device == torch.device("cpu") and next(cpu.module.parameters()).device == torch.device("cpu")
+    np.testing.assert_array_equal(cpu.activation(x), unit(layer="2", channel=3).activation(x))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device: 'cuda:1' is not here: .*; use cpu$"):
+            unit(device="cuda:1")
+    with pytest.raises(ValueError, match="device"):
+        DNNSettings.model_validate({"model": "digits", "device": "gpu"})
+
+
 def test_poisson_noise_logs_the_clean_rate_and_matches_its_mean():
     neuron = unit(layer="0", channel=2, noise={"kind": "poisson", "rate_scale": 30})
     x = images(6)

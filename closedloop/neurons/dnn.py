@@ -53,6 +53,9 @@ class DNNSettings(Settings):
     noise: NoiseSettings = Field(NoiseSettings(), description="noise that makes the unit a noisy cell")
     batch_size: int = Field(256, ge=1, le=100_000, description="stimuli per forward pass")
     threads: int = Field(1, ge=1, le=1024, description="torch threads (at most the cores)")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d{1,2})?|mps)$",
+                        description="where torch computes: cpu, cuda, cuda:N (a GPU) or mps (Apple); the "
+                                    "responses are the same numbers up to float rounding")
     period: float = Field(0.1, gt=0, le=3600, description="nominal time per presentation, for t_start, s")
 
     @model_validator(mode="after")
@@ -140,6 +143,19 @@ def torch_threads(requested: int) -> int:
     return threads
 
 
+def usable_device(name: str) -> torch.device:
+    """The torch device `name`, refused in one line where this machine has none."""
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a torch built without CUDA)"
+            raise ValueError(f"device: {name!r} is not here: this machine has {have}; use cpu")
+    elif name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError("device: 'mps' is not here (no Apple GPU, or a torch built without it); use cpu")
+    return torch.device(name)
+
+
 @register("neuron", "dnn")
 class DNNUnit(Neuron):
     """One channel of one layer of a torch module, optionally at one position."""
@@ -153,6 +169,8 @@ class DNNUnit(Neuron):
         super().__init__(config, seed)
         torch_threads(config.threads)
         layer, channel, position = self._network(config)
+        self.device = usable_device(getattr(config, "device", "cpu"))  # a subclass's own settings may have none
+        self.module = self.module.to(self.device)
         self.layer, self.channel = layer or "", 0 if channel is None else channel
         self.position = None if position is None else tuple(position)
         layers = dict(self.module.named_modules())
@@ -233,6 +251,10 @@ class DNNUnit(Neuron):
         return values[(slice(None), *self.position)]
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The unit's value for a batch, computed on the device, returned on the CPU."""
+        return self._forward_on_device(batch.to(self.device)).cpu()
+
+    def _forward_on_device(self, batch: torch.Tensor) -> torch.Tensor:
         if not self.layer:  # the model's own output: no hook needed
             output = self.module(batch)
             return self._select(output[0] if isinstance(output, (tuple, list)) else output)
