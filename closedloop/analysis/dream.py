@@ -17,6 +17,10 @@ from closedloop.analysis.plots import figure, imsave, save, show_image, subplots
 SHOWN = 7  # steps in the figure's strip, first and last included
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def analyze(run, out_dir) -> dict:
     generations = run.generations
     if generations.empty:
@@ -44,8 +48,8 @@ def analyze(run, out_dir) -> dict:
         "distance_per_step": distances.tolist(),
     }
     lines = [
-        f"run: dream ({run.status}), {len(steps)} steps in {int(generations['octave'].max()) + 1} octaves, "
-        f"{numbers['presentations']} presentations",
+        f"run: dream ({run.status}), {plural(len(steps), 'step')} in "
+        f"{plural(int(generations['octave'].max()) + 1, 'octave')}, {plural(numbers['presentations'], 'presentation')}",
         f"the unit: {numbers['source_response']:.4g} {unit} for the source, {numbers['dream_response']:.4g} for the "
         f"dream (last step); best {numbers['best_response']:.4g}",
         f"distance from the source (RMS): {numbers['dream_distance']:.4g} at the last step, at most "

@@ -59,8 +59,11 @@ class NearSource(StimulusSpace):
             raise ValueError(f"a picture's change needs square images; the neuron takes {tuple(shape)}")
         size = shape[-1]
         self.channels = 1 if len(shape) == 2 else shape[0]
-        gratings, frequencies = fourier_basis(size, 0.0, max_frequency)
         lowest = 1.0 / size
+        if max_frequency < lowest:
+            raise ValueError(f"max_frequency: {max_frequency:g} cycles/pixel is below the lowest grating of a "
+                             f"{size}-pixel picture (1/{size} = {lowest:.3g}): nothing could change")
+        gratings, frequencies = fourier_basis(size, 0.0, max_frequency)
         if self.value_range is not None:
             gratings = np.concatenate([np.full((1, size * size), 1.0 / size), gratings])
             frequencies = np.concatenate([[0.0], frequencies])
