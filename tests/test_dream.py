@@ -4,6 +4,9 @@ Short runs of real zoo networks (MTCNN's face O-Net, CREPE's pitch net) from fil
 protocol; every step is in the log, no stimulus leaves the distance bound, the unit's response
 rises, the same seed gives the same log, and bad sources are refused in one line."""
 
+import shutil
+
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -181,6 +184,7 @@ BAD = [
     ({"distance": 0}, "distance: Input should be greater than 0"),
     ({"f_min": 100}, "f_min: for recordings"),
     ({"octaves": 6}, "octaves: in the first of 6 octaves nothing up to 0.0156 cycles/pixel may change"),
+    ({"max_frequency": 0.001}, "max_frequency: 0.001 cycles/pixel is below the lowest grating of a 48-pixel picture"),
 ]
 
 
@@ -201,3 +205,14 @@ def test_a_dream_without_an_optimizer_climbs_by_gradient_and_reads_beside_its_pr
     elsewhere = protocol_module.parse(text, str(folder / "elsewhere" / "p.yaml"))
     with pytest.raises(ProtocolError, match="source: unknown picture 'photo.png'"):
         elsewhere.experiment_cls(elsewhere)
+
+
+@pytest.mark.parametrize("dataset", ["generations/octave", "stimuli/rendered"])
+def test_a_damaged_dream_log_is_refused_in_one_line(tmp_path, capsys, dataset):
+    log = tmp_path / "dream.h5"
+    shutil.copy(ROOT / "tests" / "fixtures" / "logs" / "dream-picture.h5", log)
+    with h5py.File(log, "a") as f:
+        del f[dataset]
+    assert main(["analyze", str(log)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "damaged run log: " in err and dataset in err, err

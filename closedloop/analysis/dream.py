@@ -13,6 +13,7 @@ import numpy as np
 
 from closedloop.analysis.judging import judge_stimuli
 from closedloop.analysis.plots import figure, imsave, save, show_image, subplots
+from closedloop.errors import LogError
 
 SHOWN = 7  # steps in the figure's strip, first and last included
 
@@ -27,6 +28,10 @@ def analyze(run, out_dir) -> dict:
         return {"lines": [f"{run.path}: no step logged yet"]}
     out_dir = Path(out_dir)
     steps = np.asarray(run.best_per_generation())  # the stimulus of each step (the best, with a population)
+    if "octave" not in generations:
+        raise LogError(f"{run.path}: damaged run log: column '/generations/octave' of a dream is missing")
+    if "rendered" not in run.file["stimuli"]:  # a dream's space is built around its source: no re-rendering
+        raise LogError(f"{run.path}: damaged run log: dataset '/stimuli/rendered' of a dream is missing")
     stimuli = run.rendered(steps).astype(np.float64)
     source = run.rendered([0])[0].astype(np.float64)
     means = run.stimulus_means()["mean"]
