@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from closedloop import protocol as protocol_module
-from closedloop.analysis.audio import sounds
 from closedloop.judges.pitch import PitchJudge
 from closedloop.recording import open_run
 
@@ -59,7 +58,7 @@ def best_sound(path: Path):
     with open_run(path) as run:
         best = int(run.generations["best_stimulus"].iloc[-1])
         response = float(run.generations["best"].iloc[-1])
-        wave = sounds(run, [best])[0]
+        wave = run.rendered([best])[0]
         z = run.z[best].astype(np.float64)
         claim = run.claim
         space = protocol_module.parse(run.protocol, str(run.path)).build("space")

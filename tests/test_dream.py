@@ -185,6 +185,9 @@ BAD = [
     ({"f_min": 100}, "f_min: for recordings"),
     ({"octaves": 6}, "octaves: in the first of 6 octaves nothing up to 0.0156 cycles/pixel may change"),
     ({"max_frequency": 0.001}, "max_frequency: 0.001 cycles/pixel is below the lowest grating of a 48-pixel picture"),
+    ({"distance": 1.5}, "distance: 1.5 is more than the unit's whole input range (0 to 1); at most 1"),
+    ({"record_rendered": False}, "record_rendered: a dream logs every step as presented"),
+    ({"optimizer": {"kind": "finite_difference"}}, "optimizer: finite_difference searches from its own starting point"),
 ]
 
 
@@ -216,3 +219,32 @@ def test_a_damaged_dream_log_is_refused_in_one_line(tmp_path, capsys, dataset):
     assert main(["analyze", str(log)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "damaged run log: " in err and dataset in err, err
+
+
+def test_each_octave_starts_from_the_best_stimulus_so_far_as_it_was_shown(folder):
+    log = run(folder, PICTURE, "carry", optimizer={"kind": "cmaes", "popsize": 4}, steps=2)
+    with open_run(log) as dream:
+        generations, generation_of = dream.generations, dream.file["stimuli/generation"][()]
+        first = int(np.nonzero(generation_of == generations["generation"][generations["octave"] == 1].min())[0][0])
+        best = int(generations["best_stimulus"][generations["octave"] == 0].iloc[-1])
+        np.testing.assert_array_equal(dream.rendered([first])[0], dream.rendered([best])[0])
+
+
+@pytest.mark.parametrize("optimizer", [
+    {"kind": "gradient_ascent", "blur_every": 1, "tv_weight": 1.0, "fourier_weight": 1.0},
+    {"kind": "regularized", "blur_sigma": 1.0, "jitter": 1, "search": {"kind": "cmaes", "popsize": 4}},
+], ids=["gradient_ascent", "regularized"])
+def test_priors_act_on_the_change_so_step_0_is_the_source_itself(folder, optimizer):
+    log = run(folder, PICTURE, f"priors-{optimizer['kind']}", optimizer=optimizer, octaves=1, steps=2)
+    with open_run(log) as dream:
+        space = protocol_module.load(folder / f"priors-{optimizer['kind']}.yaml")
+        source = space.experiment_cls(space).space.source
+        np.testing.assert_allclose(dream.rendered([0])[0], source, atol=1e-6)
+
+
+def test_priors_for_images_are_refused_on_a_sound_in_one_line(folder, capsys):
+    optimizer = {"kind": "regularized", "jitter": 3, "search": {"kind": "cmaes", "popsize": 4}}
+    (folder / "sound-reg.yaml").write_text(yaml.safe_dump({**RECORDING, "optimizer": optimizer}))
+    assert main(["run", str(folder / "sound-reg.yaml"), "--out", str(folder / "sound-reg.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "regularized: its blur and jitter act on images" in err, err

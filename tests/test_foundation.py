@@ -191,3 +191,15 @@ def test_nevergrad_optimizer_names_are_checked_in_one_line():
     with pytest.raises(ProtocolError, match="optimizer: name: no nevergrad optimizer 'NGopt'; did you mean 'NGOpt'"):
         p = protocol.from_dict(data, "q.yaml")
         p.experiment_cls(p)
+
+
+def test_nevergrad_is_told_a_stimulus_put_in_place_of_its_own_as_that_stimulus():
+    pixels = registry.lookup("space", "pixels")
+    space = pixels(pixels.Config(size=4), 0)
+    cls = registry.lookup("optimizer", "nevergrad")
+    optimizer = cls(cls.Config(name="OnePlusOne", popsize=4), 0, space)
+    z = optimizer.ask()
+    z[0] = 3.0  # a seed or a dream's source, in place of nevergrad's first candidate
+    optimizer.tell(z, np.array([100.0, 0.0, 0.0, 0.0]))
+    assert optimizer._optimizer.num_tell_not_asked == 1
+    np.testing.assert_array_equal(optimizer.recommend(), np.full(16, 3.0))

@@ -10,7 +10,8 @@ DeepDream's octaves go from coarse to fine.
 
 Any optimizer climbs: by default gradient ascent with its priors (jitter, blur, total
 variation, a Fourier penalty, decay) where the neuron exposes its gradient, else CMA-ES from the
-unit's responses alone. Each stage starts from the best stimulus so far; the very first
+unit's responses alone. Each stage's first stimulus is the best one so far (gradient ascent
+climbs from it, CMA-ES takes it as an injected candidate); the very first
 stimulus shown is the source itself (latent 0). Every presentation is logged; the analysis writes
 the steps as images or sounds and asks the independent judges about the source and the dream.
 """
@@ -96,10 +97,18 @@ class Dream(Experiment):
                 if getattr(cfg, name) is not None:
                     raise ProtocolError(f"{self.protocol.source}: {name}: for recordings; a picture's band is "
                                         f"max_frequency")
-            source = picture(cfg.source, shape, self.protocol.source, where)
+            if len(shape) == 2 and neuron.value_range is not None:  # a gray picture in the unit's range, not
+                source = picture(cfg.source, (1, *shape), self.protocol.source, where)[0]  # a zero-mean contrast
+            else:
+                source = picture(cfg.source, shape, self.protocol.source, where)
             top, bottom = cfg.max_frequency or 0.5, 0.0
         if neuron.value_range is not None:
             source = np.clip(source, *neuron.value_range)
+            span = neuron.value_range[1] - neuron.value_range[0]
+            if cfg.distance > span:
+                raise ProtocolError(f"{self.protocol.source}: distance: {cfg.distance:g} is more than the unit's whole "
+                                    f"input range ({neuron.value_range[0]:g} to {neuron.value_range[1]:g}); at most "
+                                    f"{span:g}")
         try:
             space = NearSource(source, distance=cfg.distance, max_frequency=top, alpha=cfg.alpha,
                                modality=neuron.modality, value_range=neuron.value_range,
@@ -115,8 +124,14 @@ class Dream(Experiment):
 
     def __init__(self, protocol):
         super().__init__(protocol)
-        if self.settings.record_rendered is None:  # the analysis shows every step as it was presented
-            self.settings = self.settings.model_copy(update={"record_rendered": True})
+        if self.settings.record_rendered is False:
+            raise ProtocolError(f"{protocol.source}: record_rendered: a dream logs every step as presented (its "
+                                f"space is built around the source and cannot render again from the log)")
+        self.settings = self.settings.model_copy(update={"record_rendered": True})
+        if not self.optimizer.learns_from_any_stimulus and not self.optimizer.inject(np.zeros((1, self.space.dim))):
+            raise ProtocolError(f"{protocol.source}: optimizer: {self.optimizer.kind} searches from its own starting "
+                                f"point and cannot start from the source; use gradient_ascent (with the unit's "
+                                f"gradient) or cmaes")
 
     def band_value(self, band: float) -> float:
         """A band in the protocol's units: cycles/pixel, or Hz for a recording."""
@@ -156,7 +171,8 @@ class Dream(Experiment):
                     presentations += trials.responses.size
                     top = int(np.argmax(scores))
                     if scores[top] > best:
-                        best, best_index, best_z = float(scores[top]), int(index[top]), z[top].copy()
+                        # as rendered: latents outside the band had no effect and must not have one later
+                        best, best_index, best_z = float(scores[top]), int(index[top]), z[top] * space.active
                     writer.add_generation(
                         {"generation": generation, "presentations": presentations, "best": best,
                          "mean": scores.mean(), "max": scores[top], "best_stimulus": best_index,

@@ -111,7 +111,12 @@ def read_recording(path: Path, what: str) -> tuple[int, np.ndarray]:
 
     _checked_file(path, what)
     try:
-        rate, data = wavfile.read(str(path), mmap=True)
+        try:
+            rate, data = wavfile.read(str(path), mmap=True)
+        except ValueError as exc:  # 24-bit samples cannot be memory-mapped
+            if "mmap" not in str(exc):
+                raise
+            rate, data = wavfile.read(str(path))
     except (ValueError, OSError, EOFError) as exc:
         raise ProtocolError(f"{what}: cannot read {str(path)!r} as a WAV file ({_first_line(exc)})") from None
     if data.ndim not in (1, 2) or data.size == 0 or rate <= 0:

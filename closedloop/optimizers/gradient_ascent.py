@@ -122,10 +122,11 @@ class GradientAscent(Optimizer):
         values, grads = self.neuron.gradient(shown.detach().numpy())
         # a surrogate whose gradient through the rendering is the unit's gradient, minus the priors
         objective = (shown * torch.from_numpy(grads).to(shown.dtype)).sum()
+        change = images if self.space.centre is None else images - torch.as_tensor(self.space.centre)
         if cfg.tv_weight:
-            objective = objective - cfg.tv_weight * total_variation(images, self.axes).sum()
+            objective = objective - cfg.tv_weight * total_variation(change, self.axes).sum()
         if cfg.fourier_weight:
-            objective = objective - cfg.fourier_weight * frequency_weighted_power(images, self.axes).sum()
+            objective = objective - cfg.fourier_weight * frequency_weighted_power(change, self.axes).sum()
         (-objective).backward()
         self.adam.step()
         self.step_count += 1
@@ -134,8 +135,9 @@ class GradientAscent(Optimizer):
                 self.z.mul_(1.0 - cfg.l2_decay)
             if cfg.blur_every and self.step_count % cfg.blur_every == 0:
                 rendered = self.space.render(self.z.detach().numpy())
+                centre = 0.0 if self.space.centre is None else self.space.centre
                 sigma = (0,) * (rendered.ndim - self.axes) + (cfg.blur_sigma,) * self.axes
-                blurred = gaussian_filter(rendered, sigma=sigma, mode="nearest")
+                blurred = centre + gaussian_filter(rendered - centre, sigma=sigma, mode="nearest")
                 encoded = self.space.encode(blurred)
                 if self.space.scale_invariant:
                     # keep each latent's norm: the rendering ignores it, Adam's step size does not

@@ -63,8 +63,13 @@ class Nevergrad(Optimizer):
         return np.array([candidate.value for candidate in self._asked], dtype=np.float64)
 
     def tell(self, z, scores):
-        for candidate, score in zip(self._asked, scores):
-            self._ng().tell(candidate, -float(score))
+        optimizer, z = self._ng(), np.asarray(z, dtype=np.float64)
+        for k, score in enumerate(scores):
+            asked = self._asked[k] if k < len(self._asked) else None
+            # a stimulus the experiment put in place of nevergrad's (a seed, a dream's source) is told as itself
+            candidate = asked if asked is not None and np.array_equal(asked.value, z[k]) else \
+                optimizer.parametrization.spawn_child(new_value=z[k])
+            optimizer.tell(candidate, -float(score))
         top = int(np.argmax(scores))
         if scores[top] > self.best_score:
             self.best_z, self.best_score = np.asarray(z)[top].copy(), float(scores[top])

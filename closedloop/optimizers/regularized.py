@@ -64,6 +64,9 @@ class Regularized(Optimizer):
         self.learns_from_any_stimulus = self.search.learns_from_any_stimulus
         self.random = self.rng(1)
         self.generation = 0
+        if space.modality != "image" and (config.blur_sigma > 0 or config.jitter):
+            raise ValueError("regularized: its blur and jitter act on images; for sounds use gradient_ascent's "
+                             "jitter, tv_weight and fourier_weight")
 
     def plan(self, stimuli):
         self.search.plan(stimuli)
@@ -76,14 +79,15 @@ class Regularized(Optimizer):
         z = z * (1.0 - cfg.decay)
         blur = cfg.blur_sigma > 0 and self.generation % cfg.blur_every == 0
         if blur or cfg.jitter:
-            images = self.space.render(z)
+            centre = 0.0 if self.space.centre is None else self.space.centre
+            images = self.space.render(z) - centre
             if blur:
                 sigma = (0,) * (images.ndim - 2) + (cfg.blur_sigma, cfg.blur_sigma)
                 images = gaussian_filter(images, sigma=sigma, mode="nearest")
             if cfg.jitter:
                 shifts = self.random.integers(-cfg.jitter, cfg.jitter + 1, size=(len(z), 2))
                 images = np.stack([np.roll(image, tuple(shift), axis=(-2, -1)) for image, shift in zip(images, shifts)])
-            z = self.space.encode(images)
+            z = self.space.encode(images + centre)
         self.generation += 1
         return z
 

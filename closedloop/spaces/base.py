@@ -21,6 +21,8 @@ class StimulusSpace(Component):
     # True when render(c * z) == render(z) for every c > 0 (e.g. a fixed contrast after a linear
     # map): only the latent's direction matters, and optimizers may keep latents on a sphere
     scale_invariant: bool = False
+    # stimuli are changes around this one (a dream's source): priors act on the change, not on it
+    centre: np.ndarray | None = None
     can_encode: ClassVar[bool] = False  # encode(stimuli) is implemented
     differentiable: ClassVar[bool] = False  # render_torch(z) is implemented (white-box ascent through it)
 

@@ -33,6 +33,7 @@ class NearSource(StimulusSpace):
                  modality: str, value_range, sample_rate: int | None = None, min_frequency: float = 0.0):
         super().__init__(None, 0)
         self.source = np.asarray(source, dtype=np.float64)
+        self.centre = self.source
         self.stimulus_shape = self.source.shape
         self.distance, self.alpha, self.modality = float(distance), float(alpha), modality
         self.value_range = None if value_range is None else tuple(float(v) for v in value_range)
@@ -80,8 +81,8 @@ class NearSource(StimulusSpace):
         bins = bins[(bins / n >= min_frequency - 1e-12) & (bins / n <= max_frequency + 1e-12)]
         if not len(bins):
             rate = self.sample_rate or 1
-            raise ValueError(f"no frequency of a {n}-sample sound lies between {min_frequency * rate:g} and "
-                             f"{max_frequency * rate:g}")
+            raise ValueError(f"f_min, f_max: no frequency of a {n}-sample sound lies between {min_frequency * rate:g} "
+                             f"and {max_frequency * rate:g} Hz (f_min is 60 Hz unless given)")
         self.channels = 1
         self.bins = bins
         self.frequencies = np.repeat(bins / n, 2)  # (cosine, sine) per bin
