@@ -239,18 +239,24 @@ def default_of(name: str, schema: dict, prop: dict) -> str:
     return "null" if value is None else json.dumps(value) if not isinstance(value, str) else f"`{value}`" if value else '""'
 
 
-def rows(schema: dict, defs: dict, prefix: str = "") -> list[tuple[str, str, str, str, str, str]]:
-    """(field, type, default, bounds, unit, description) of every field, nested sections flattened."""
+def rows(schema: dict, defs: dict, prefix: str = "", defaults: dict | None = None
+         ) -> list[tuple[str, str, str, str, str, str]]:
+    """(field, type, default, bounds, unit, description) of every field, nested sections flattened.
+    `defaults`: the values the enclosing field's default gives this section, which win over the
+    section class's own (the spiking neuron's drift defaults to a gain drift of size 0.1)."""
     found = []
     for name, prop in schema.get("properties", {}).items():
         if "const" in prop:  # a section's own tag (kind: gabor), named in its heading
             continue
         field = f"{prefix}{name}"
         nested = _nested(prop, defs)
+        if defaults and name in defaults:
+            prop = {**prop, "default": defaults[name]}
         found.append((field, type_of(prop, defs), default_of(name, schema, prop), bounds_of(prop), unit_of(prop),
                       str(prop.get("description", ""))))
         if len(nested) == 1:
-            found += rows(nested[0][1], defs, f"{field}.")
+            inner = prop.get("default")
+            found += rows(nested[0][1], defs, f"{field}.", inner if isinstance(inner, dict) else None)
         elif nested:
             for label, sub in nested:
                 found += rows(sub, defs, f"{field}[{label}].")
