@@ -38,22 +38,27 @@ def _checked_file(path: Path, what: str) -> Path:
 
 def read_picture(path: Path, what: str) -> np.ndarray:
     """An image file as (H, W) gray or (H, W, 3) RGB values in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     _checked_file(path, what)
     try:
-        with Image.open(path) as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise ProtocolError(f"{what}: {str(path)!r} has {image.width} x {image.height} pixels; at most "
-                                    f"{MAX_PIXELS:.0e} are read")
-            if image.mode.startswith("I"):  # 16-bit gray
-                array = np.asarray(image, dtype=np.float64) / 65535.0
-            elif image.mode == "F":
-                array = np.asarray(image, dtype=np.float64)
-            elif image.mode in ("1", "L", "LA"):
-                array = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
-            else:
-                array = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit answers, in one line
+            with Image.open(path) as opened:
+                if opened.width * opened.height > MAX_PIXELS:
+                    raise ProtocolError(f"{what}: {str(path)!r} has {opened.width} x {opened.height} pixels; at most "
+                                        f"{MAX_PIXELS:.0e} are read")
+                image = ImageOps.exif_transpose(opened)  # a phone's photo, upright as it is shown
+                if image.mode.startswith("I"):  # 16-bit gray
+                    array = np.asarray(image, dtype=np.float64) / 65535.0
+                elif image.mode == "F":
+                    array = np.asarray(image, dtype=np.float64)
+                elif image.mode in ("1", "L", "LA"):
+                    array = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+                else:
+                    array = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ProtocolError(f"{what}: cannot read {str(path)!r} as an image ({_first_line(exc)})") from None
     if not np.isfinite(array).all():
