@@ -49,7 +49,8 @@ class DreamSettings(ExperimentSettings):
     octaves: int = Field(1, ge=1, le=12, description="coarse-to-fine stages; in the last every frequency up to the "
                                                      "highest changes, in each before it 1/octave_scale as many")
     octave_scale: float = Field(2.0, gt=1, le=16, description="ratio of the highest frequencies of two stages")
-    steps: int = Field(20, ge=1, le=100_000, description="generations (logged steps) per stage")
+    steps: int = Field(20, ge=2, le=100_000, description="generations (logged steps) per stage; the first shows "
+                                                        "where the stage starts, so at least 2")
     repeats: int = Field(1, ge=1, le=10_000, description="presentations of each stimulus per step")
 
     @model_validator(mode="after")
