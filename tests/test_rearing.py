@@ -108,6 +108,7 @@ def test_a_standard_rearing_logs_every_trial_and_is_not_rerun(tmp_path):
         responses = log.trials["response"].to_numpy()
     assert (responses <= 0).all()  # log p
     table = summary["table"]
+    assert Path(summary["figure"]).name == "rearing.png" and Path(summary["figure"]).is_file()
     assert table["condition"].tolist() == ["standard"]
     assert table.loc[0, "test_accuracy"] > 0.97
     assert table.loc[0, "white_n"] == 150 and table.loc[0, "white_low"] <= table.loc[0, "white_rate"]

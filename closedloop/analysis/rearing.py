@@ -102,7 +102,7 @@ def compare(layout: dict[str, dict], out_dir: Path, settings) -> dict:
     report = _page(out_dir, summary, table, figure_path, lines)
     lines += [f"summary: {out_dir / 'summary.csv'}", f"searches: {out_dir / 'searches.csv'}", f"figure: {figure_path}",
               f"report: {report}"]
-    return {"lines": lines, "summary": str(out_dir / "summary.csv"), "figure": figure, "table": summary,
+    return {"lines": lines, "summary": str(out_dir / "summary.csv"), "figure": figure_path, "table": summary,
             "searches": table, "report": report}
 
 
