@@ -94,6 +94,10 @@ class Dream(Experiment):
         else:
             from closedloop.experiments.seeding import picture
 
+            if not (len(shape) == 2 and shape[0] == shape[1] or len(shape) == 3 and shape[0] in (1, 3)
+                    and shape[1] == shape[2]):
+                raise ProtocolError(f"{self.protocol.source}: neuron: a picture's dream needs a unit that takes square "
+                                    f"images, (H, H), (1, H, H) or (3, H, H); this one takes {shape}")
             for name in ("f_min", "f_max"):
                 if getattr(cfg, name) is not None:
                     raise ProtocolError(f"{self.protocol.source}: {name}: for recordings; a picture's band is "
