@@ -39,9 +39,10 @@ class DreamSettings(ExperimentSettings):
     distance: float = Field(gt=0, le=1e6, description="largest RMS difference from the source, in the unit's input "
                                                       "values (a picture in [0, 1], a sound of full scale 1)")
     max_frequency: float | None = Field(None, gt=0, le=0.5, description="picture: highest frequency that changes, "
-                                                                        "cycles/pixel; default 0.5 (all)")
+                                                                        "cycles/pixel; default 0.5 (every grating up "
+                                                                        "to half a cycle per pixel)")
     f_max: float | None = Field(None, gt=0, le=192_000, description="recording: highest frequency that changes, Hz; "
-                                                                    "default half the sample rate (all)")
+                                                                    "default half the sample rate (Nyquist)")
     f_min: float | None = Field(None, gt=0, le=192_000, description="recording: lowest frequency that changes, Hz; "
                                                                     "default 60 (a unit may hear a slow drift below "
                                                                     "hearing)")
