@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from closedloop import protocol as protocol_module
+from closedloop.cli import main
 from closedloop.errors import ProtocolError
 from closedloop.neurons.reared_digits import Rearing
 from closedloop.recording import open_run
@@ -76,6 +78,8 @@ def test_reared_training_is_deterministic_and_differs_from_the_standard():
 def test_bad_rearing_protocols_are_refused_with_the_field():
     cases = [
         ({"a b": {}}, "condition name 'a b'"),
+        ({"summary.csv": {}}, "condition name 'summary.csv'"),  # would collide with the summary files
+        ({"x" * 65: {}}, "condition name"),
         ({"x": {"statik": "white"}}, r"conditions\.x\.statik: unknown field; did you mean 'static'"),
         ({"x": {"static": "grey"}}, r"conditions\.x\.static: "),
         ({"x": {"contrast": [0.4, 0.1]}}, r"conditions\.x\.contrast"),
@@ -90,6 +94,19 @@ def test_bad_rearing_protocols_are_refused_with_the_field():
         protocol_module.from_dict(rearing_protocol({"s": {}}, evolve={"seeds": 0}), "r.yaml")
     with pytest.raises(ProtocolError, match=r"static\.threshold: "):
         protocol_module.from_dict(rearing_protocol({"s": {}}, static={"threshold": 1.5}), "r.yaml")
+
+
+@pytest.mark.parametrize("evolve, message", [
+    ({"budget": 8}, "budget: 8 presentations are fewer than one generation"),
+    ({"space": {"kind": "color_pixels", "size": 48, "channels": 1, "contrast": 0.3}}, "space: color_pixels renders"),
+])
+def test_a_rearing_whose_search_cannot_run_is_refused_before_anything_is_written(tmp_path, capsys, evolve, message):
+    data = rearing_protocol({"standard": {}}, evolve={"budget": 60, "seeds": 1, **evolve})
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
+    assert main(["run", str(tmp_path / "r.yaml"), "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_standard_rearing_logs_every_trial_and_is_not_rerun(tmp_path):

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from tqdm.auto import tqdm
 
 from closedloop.component import Settings
-from closedloop.errors import ClosedLoopError
+from closedloop.errors import ClosedLoopError, shorten
 from closedloop.experiments.base import Experiment
 from closedloop.neurons.reared_digits import Rearing, Static
 from closedloop.registry import register
@@ -82,8 +82,9 @@ class RearingSettings(Settings):
     @classmethod
     def _names_are_folder_names(cls, conditions):
         for name in conditions:
-            if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
-                raise ValueError(f"condition name {name!r}: use letters, digits, '-', '_' or '.' (it names a folder)")
+            if not re.fullmatch(r"[A-Za-z0-9][\w-]{0,63}", name):
+                raise ValueError(f"condition name {shorten(repr(name), 80)}: use at most 64 letters, digits, '-' or '_' "
+                                 f"(it names a folder beside the summary files)")
         return conditions
 
 
@@ -139,6 +140,9 @@ class RearingExperiment(Experiment):
 
         out_dir = Path(path) if path is not None else self.default_output()
         self._locate(out_dir)
+        for spec in self.runs:  # every run that is still to do is built, and so checked, before anything is written
+            spec["state"] = _logged_state(spec["log"], spec["text"])
+            spec["experiment"] = self._build(spec) if spec["state"] != "complete" else None
         out_dir.mkdir(parents=True, exist_ok=True)
         written = out_dir / PROTOCOL_FILE  # so that `closedloop analyze FOLDER` can compare again
         partial = written.with_name(f".{PROTOCOL_FILE}.part")
@@ -148,11 +152,14 @@ class RearingExperiment(Experiment):
         status, ran = "complete", 0
         try:
             for spec in self.runs:
-                state = _logged_state(spec["log"], spec["text"])
-                if state != "complete":
+                if spec["state"] != "complete":
                     bar.set_postfix_str(f"{spec['condition']} {spec['name']}")
                     spec["log"].parent.mkdir(parents=True, exist_ok=True)
-                    result = self._run_one(spec, resume=state == "resumable", progress=progress)
+                    experiment, spec["experiment"] = spec["experiment"], None  # its network is freed after its run
+                    if spec["state"] == "resumable":
+                        result = experiment.run(spec["log"], progress=progress, resume=True)
+                    else:
+                        result = experiment.run(spec["log"], progress=progress)
                     ran += 1
                     if result.get("status") != "complete":
                         status = result.get("status", "failed")
@@ -181,14 +188,11 @@ class RearingExperiment(Experiment):
             spec["log"] = out_dir / spec["condition"] / f"{spec['name']}.h5"
 
     @staticmethod
-    def _run_one(spec: dict, resume: bool, progress: bool) -> dict:
+    def _build(spec: dict):
         from closedloop import protocol as protocol_module
 
         protocol = protocol_module.parse(spec["text"], spec["source"])
-        experiment = protocol.experiment_cls(protocol)
-        if resume:
-            return experiment.run(spec["log"], progress=progress, resume=True)
-        return experiment.run(spec["log"], progress=progress)
+        return protocol.experiment_cls(protocol)
 
     def _layout(self) -> dict[str, dict]:
         """condition -> {"static": {kind: log}, "evolve": {seed: log}}, in the protocol's order."""
