@@ -187,6 +187,8 @@ def load_yaml(text: str, source: str = "<protocol>"):
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ProtocolError(f"{source}: {where}YAML syntax error: {shorten(problem, 120)}") from None
+    except ValueError as exc:  # a value YAML can parse but Python refuses to build (a 5,000-digit integer)
+        raise ProtocolError(f"{source}: refused: {reason(exc)}") from None
     finally:
         loader.dispose()
 

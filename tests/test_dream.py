@@ -5,6 +5,7 @@ protocol; every step is in the log, no stimulus leaves the distance bound, the u
 rises, the same seed gives the same log, and bad sources are refused in one line."""
 
 import shutil
+import wave
 
 import h5py
 import numpy as np
@@ -248,3 +249,18 @@ def test_priors_for_images_are_refused_on_a_sound_in_one_line(folder, capsys):
     assert main(["run", str(folder / "sound-reg.yaml"), "--out", str(folder / "sound-reg.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "regularized: its blur and jitter act on images" in err, err
+
+
+def test_a_truncated_recording_is_refused_and_a_24_bit_one_read(tmp_path):
+    from closedloop.experiments.seeding import read_recording
+
+    whole = (ROOT / "protocols" / "assets" / "quick-brown-fox.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(whole[:60])
+    with pytest.raises(ProtocolError, match="cannot read .* as a WAV file"):
+        read_recording(tmp_path / "cut.wav", "source")
+    samples = (0.5 * 2**23 * np.sin(np.arange(1600) / 10)).astype(np.int32)
+    with wave.open(str(tmp_path / "i24.wav"), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(3), out.setframerate(16000)
+        out.writeframes(b"".join(int(v).to_bytes(3, "little", signed=True) for v in samples))
+    rate, read = read_recording(tmp_path / "i24.wav", "source")
+    assert rate == 16000 and np.allclose(read, samples / 2**23, atol=1e-6)

@@ -140,6 +140,7 @@ def alias_bomb(levels=9):
     (QUICK.replace("neuron: {kind: lnp, size: 8}", "neuron: {kind: spiking, size: 8, cell: {model: [1]}}"),
      "neuron"),
     (QUICK + "seed: [" + ", ".join(["1"] * 50000) + "]\n", "seed: Input should be a valid integer, got [1, 1,"),
+    (QUICK.replace("seed: 1", "seed: " + "9" * 5000), "refused: Exceeds the limit"),
 ])
 def test_hostile_yaml_is_refused_quickly_in_one_line(tmp_path, capsys, monkeypatch, text, message):
     monkeypatch.chdir(tmp_path)
@@ -173,6 +174,36 @@ def test_a_network_that_does_not_take_its_input_shape_is_named_in_one_line(tmp_p
     assert "neuron: input_shape: the network does not take stimuli of shape (8, 8)" in err and "784" in err
 
 
+USER_CODE = """import sys
+
+
+def boom():
+    raise RuntimeError("boom")
+
+
+def leave():
+    sys.exit(7)
+"""
+
+
+@pytest.mark.parametrize("target, shape, message", [
+    ("broken:build", [1, 8, 8], "module 'broken' failed while importing: SyntaxError"),
+    ("usercode:boom", [1, 8, 8], "usercode:boom failed: RuntimeError: boom"),
+    ("usercode:leave", [1, 8, 8], "usercode:leave failed: SystemExit: 7"),
+    ("usercode:boom", [1, 100000, 100000], "input_shape: [1, 100000, 100000] is 1e+10 values per stimulus"),
+])
+def test_a_failing_user_network_is_one_line_not_a_crash(tmp_path, capsys, monkeypatch, target, shape, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.py").write_text("this is not python (\n")
+    (tmp_path / "usercode.py").write_text(USER_CODE)
+    (tmp_path / "p.yaml").write_text(QUICK.replace(
+        "neuron: {kind: lnp, size: 8}\nspace: {kind: fourier, size: 8, max_frequency: 0.3}",
+        f"neuron: {{kind: dnn, import: '{target}', input_shape: {shape}, channel: 0}}\n"
+        f"space: {{kind: color_pixels, size: 8, channels: 1}}"))
+    err = refused(["run", "p.yaml"], tmp_path, capsys)
+    assert message in err, err
+
+
 # --- damaged logs that are still valid HDF5 --------------------------------------------------
 
 def damage(path: Path, how: str) -> None:
@@ -204,6 +235,27 @@ def damage(path: Path, how: str) -> None:
 
 DAMAGES = ["no response", "no protocol", "config not JSON", "stimulus out of range", "NaN responses",
            "kind not an analysis", "unknown kind", "spikes out of range", "status of two bytes", "z not a matrix"]
+
+
+def test_sounds_of_a_fooling_run_and_a_log_named_without_suffix(tmp_path, capsys):
+    log = tmp_path / "word-fooling.h5"
+    shutil.copy(FIXTURES / "word-fooling.h5", log)
+    assert main(["sounds", str(log)]) == 0  # no search: the best sound is the one that drove the unit most
+    assert (tmp_path / "word-fooling" / "sounds" / "best.wav").is_file()
+    bare = tmp_path / "quickstart"
+    shutil.copy(FIXTURES / "quickstart.h5", bare)
+    assert main(["analyze", str(bare)]) == 0
+    assert (tmp_path / "quickstart-figures" / "evolve.png").is_file() and (tmp_path / "quickstart.html").is_file()
+
+
+def test_a_damaged_claim_leaves_no_folder_behind(tmp_path, capsys):
+    log = tmp_path / "word-fooling.h5"
+    shutil.copy(FIXTURES / "word-fooling.h5", log)
+    with h5py.File(log, "r+") as f:
+        f.attrs["claim"] = "{"
+    for command in ("analyze", "sounds"):
+        err = refused([command, log], tmp_path, capsys)
+        assert "unreadable 'claim' attribute" in err
 
 
 @pytest.mark.parametrize("how", DAMAGES)

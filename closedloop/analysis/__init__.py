@@ -7,6 +7,7 @@ beside the log (RUN.html); `report_run` prints them.
 from __future__ import annotations
 
 import importlib
+import shutil
 from pathlib import Path
 
 from closedloop import registry
@@ -29,15 +30,27 @@ def analysis_module(run):
                               f"{exc}") from None
 
 
+def figures_folder(log) -> Path:
+    """Where a log's figures and sounds go: beside it, named as the log without its suffix."""
+    log = Path(log)
+    return log.with_suffix("") if log.suffix else log.with_name(f"{log.name}-figures")
+
+
 def analyze(path, out_dir=None) -> dict:
     path = Path(path)
-    out_dir = Path(out_dir) if out_dir else path.with_suffix("")
+    out_dir = Path(out_dir) if out_dir else figures_folder(path)
     with open_run(path) as run:
         module = analysis_module(run)
-        run.trials, run.generations  # a damaged table is refused before anything is written
+        run.trials, run.generations, run.claim  # a damaged table or attribute is refused before anything is written
+        created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
-        numbers = module.analyze(run, out_dir)
-        numbers["report"] = write_report(run, numbers, path.with_suffix(".html"))
+        try:
+            numbers = module.analyze(run, out_dir)
+            numbers["report"] = write_report(run, numbers, path.with_suffix(".html"))
+        except BaseException:
+            if created:  # nothing half-written: a folder this analysis made goes with it
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
         numbers.setdefault("lines", []).append(f"report: {numbers['report']}")
         return numbers
 

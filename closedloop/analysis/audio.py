@@ -16,6 +16,7 @@ from scipy.io import wavfile
 from scipy.signal import spectrogram, welch
 
 from closedloop.analysis.plots import save, subplots
+from closedloop.errors import LogError
 
 PEAK_DBFS = -1.0
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -214,10 +215,14 @@ def analyze_sounds(run, out_dir, best_index: int, per_generation: list[int], num
     """Write WAVs and spectrograms into out_dir/sounds; add the numbers, the figures and the
     sounds (label -> WAV, for the report's players); return lines to print."""
     out = Path(out_dir) / "sounds"
-    out.mkdir(parents=True, exist_ok=True)
     rate, target = run.sample_rate, target_frequency(run)
     picks = chosen_generations(len(per_generation)) if generations is None else list(generations)
-    waves = run.rendered([best_index] + [per_generation[g] for g in picks]).astype(np.float64)
+    waves = run.rendered([best_index] + [per_generation[g] for g in picks])
+    if waves is None:
+        raise LogError(f"{run.path}: the log keeps no waveforms, and its protocol cannot build the space that would "
+                       f"render them again")
+    waves = waves.astype(np.float64)
+    out.mkdir(parents=True, exist_ok=True)
     best = waves[0]
     sounds = numbers.setdefault("sounds", {})
     figures = numbers.setdefault("figures", [])

@@ -8,6 +8,7 @@ ORDER = 3
 def execute(args) -> int:
     from pathlib import Path
 
+    from closedloop.analysis import figures_folder
     from closedloop.analysis.audio import analyze_sounds
     from closedloop.errors import ClosedLoopError
     from closedloop.recording import open_run
@@ -25,10 +26,11 @@ def execute(args) -> int:
         bad = [g for g in chosen or [] if not 0 <= g < len(per_generation)]
         if bad:
             raise ClosedLoopError(f"--generations: {bad} not in the run's generations 0..{len(per_generation) - 1}")
-        out = Path(args.out) if args.out else Path(args.log).with_suffix("")
-        numbers = {}
-        lines = analyze_sounds(run, out, int(generations["best_stimulus"].iloc[-1]), per_generation, numbers,
-                               generations=chosen)
+        out = Path(args.out) if args.out else figures_folder(args.log)
+        best = int(generations["best_stimulus"].iloc[-1])
+        if best < 0:  # a kind without a search (fooling, tuning): the sound with the highest mean response
+            best = int(run.stimulus_means()["mean"].idxmax())
+        lines = analyze_sounds(run, out, best, per_generation, {}, generations=chosen)
     for line in lines:
         print(line)
     return 0

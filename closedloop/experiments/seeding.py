@@ -112,17 +112,21 @@ def natural_image(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def read_recording(path: Path, what: str) -> tuple[int, np.ndarray]:
     """A WAV file as (sample rate, mono float waveform in [-1, 1])."""
+    import warnings
+
     from scipy.io import wavfile
 
     _checked_file(path, what)
     try:
-        try:
-            rate, data = wavfile.read(str(path), mmap=True)
-        except ValueError as exc:  # 24-bit samples cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            rate, data = wavfile.read(str(path))
-    except (ValueError, OSError, EOFError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", wavfile.WavFileWarning)  # a truncated or odd file is refused, not guessed
+            try:
+                rate, data = wavfile.read(str(path), mmap=True)
+            except ValueError as exc:  # 24-bit samples cannot be memory-mapped
+                if "mmap" not in str(exc):
+                    raise
+                rate, data = wavfile.read(str(path))
+    except (ValueError, OSError, EOFError, wavfile.WavFileWarning) as exc:
         raise ProtocolError(f"{what}: cannot read {str(path)!r} as a WAV file ({_first_line(exc)})") from None
     if data.ndim not in (1, 2) or data.size == 0 or rate <= 0:
         raise ProtocolError(f"{what}: {str(path)!r} holds no sound (shape {data.shape}, rate {rate} Hz)")

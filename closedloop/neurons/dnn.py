@@ -10,6 +10,7 @@ deterministic unit into a noisy cell; the clean activation is always logged besi
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from closedloop.component import ImportTarget, Level, ProtocolPath, Settings
 from closedloop.errors import reason
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
 from closedloop.registry import register
+
+MAX_STIMULUS_VALUES = 10_000_000  # values in one stimulus of an imported model: 40 MB of float32
 
 
 class NoiseSettings(Settings):
@@ -64,6 +67,9 @@ class DNNSettings(Settings):
             raise ValueError("give exactly one of model (a zoo name) or import (package.module:factory)")
         if self.import_ is not None and self.input_shape is None:
             raise ValueError("input_shape: required with import (the shape of one stimulus)")
+        if self.input_shape is not None and math.prod(self.input_shape) > MAX_STIMULUS_VALUES:
+            raise ValueError(f"input_shape: {list(self.input_shape)} is {math.prod(self.input_shape):.3g} values per "
+                             f"stimulus; at most {MAX_STIMULUS_VALUES:.0e}")
         if self.import_ is not None and self.unit is not None:
             raise ValueError("unit: names zoo units only; give layer/channel/position for an imported model")
         if self.import_ is not None and self.modality == "audio" and self.sample_rate is None:
@@ -101,6 +107,9 @@ def import_factory(path: str):
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(f"import: cannot import module {module_name!r} ({exc})") from None
+    except (Exception, SystemExit) as exc:  # the user's module failed while it was imported: say so in one line
+        raise ValueError(f"import: module {module_name!r} failed while importing: {type(exc).__name__}: "
+                         f"{reason(exc)}") from None
     finally:
         if added:
             sys.path.remove(search)
@@ -114,7 +123,10 @@ def import_factory(path: str):
 
 def build_imported(config: DNNSettings) -> torch.nn.Module:
     factory = import_factory(config.import_)
-    module = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    try:
+        module = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    except (Exception, SystemExit) as exc:  # the user's factory failed
+        raise ValueError(f"import: {config.import_} failed: {type(exc).__name__}: {reason(exc)}") from None
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"import: {config.import_} gave a {type(module).__name__}, not a torch.nn.Module")
     if config.weights is not None:
