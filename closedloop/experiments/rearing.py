@@ -140,7 +140,9 @@ class RearingExperiment(Experiment):
 
         out_dir = Path(path) if path is not None else self.default_output()
         self._locate(out_dir)
-        for spec in self.runs:  # every run that is still to do is built, and so checked, before anything is written
+        # every run still to do is built, and so checked, before anything is written (this trains the
+        # networks of the conditions that are not cached yet)
+        for spec in tqdm(self.runs, desc="rearing: building the runs", unit="run", disable=not progress, leave=False):
             spec["state"] = _logged_state(spec["log"], spec["text"])
             spec["experiment"] = self._build(spec) if spec["state"] != "complete" else None
         out_dir.mkdir(parents=True, exist_ok=True)
