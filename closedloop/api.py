@@ -11,20 +11,32 @@ with the protocol that made it and can be resumed or re-run from its log. Scores
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
-from closedloop.errors import ProtocolError
+from closedloop.errors import ClosedLoopError, ProtocolError
 
 __all__ = ["run", "experiment", "evolve", "neuron", "space", "optimizer", "open_run"]
+
+
+def plain(value):
+    """numpy and torch numbers and arrays as the Python numbers and lists a protocol is written in."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if hasattr(value, "tolist") and type(value).__module__.split(".")[0] in ("numpy", "torch"):
+        return value.tolist()
+    return value
 
 
 def _protocol(protocol, overrides: dict):
     from closedloop import protocol as protocol_module
 
-    dotted = {key.replace("__", "."): value for key, value in overrides.items()}
+    dotted = {key.replace("__", "."): plain(value) for key, value in overrides.items()}
     if isinstance(protocol, dict):
-        data = dict(protocol)
+        data = plain(copy.deepcopy(protocol))  # the caller's dict stays as it was
         for key, value in dotted.items():
             protocol_module.set_path(data, key, value)
         return protocol_module.from_dict(data, "<python>")
@@ -41,17 +53,25 @@ def experiment(protocol, **overrides):
     return p.experiment_cls(p)
 
 
-def run(protocol, out: str | Path | None = None, progress: bool = True, **overrides):
+def run(protocol, out: str | Path | None = None, progress: bool = True, overwrite: bool = False, **overrides):
     """Run a protocol (a path, YAML text, a dict, or an experiment from `experiment`) and return
     its log as a `Run`, analysed: `run.numbers` holds what the report shows. Without `out`, the
-    log goes to data/<name>.h5, never overwriting an earlier one."""
+    log goes to data/<name>.h5, never overwriting an earlier one; an existing `out` is refused
+    unless `overwrite=True`."""
     from closedloop.commands.run import unique_output
     from closedloop.experiments.base import Experiment
 
+    if isinstance(protocol, Experiment) and overrides:
+        raise ProtocolError(f"run: overrides ({', '.join(overrides)}) apply to a protocol, not to a built experiment: "
+                            f"give them to experiment(...)")
+    if out is not None and not isinstance(out, (str, Path)) or out == "":
+        raise ProtocolError(f"run: out: expected a file path, got {out!r}")
     built = protocol if isinstance(protocol, Experiment) else experiment(protocol, **overrides)
     if built.writes_directory:
         raise ProtocolError(f"{built.protocol.source}: a sweep writes a folder of logs: use experiment(...).run(folder)")
     path = Path(out) if out is not None else unique_output(built.default_output())
+    if path.exists() and not overwrite:
+        raise ClosedLoopError(f"{path}: exists; a log is never overwritten unless you ask (overwrite=True)")
     built.run(path, progress=progress)
     return open_run(path, analyse=True)
 
@@ -116,15 +136,27 @@ def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: t
     section: dict[str, Any] = {"kind": "dnn"}
     if isinstance(model, str):
         section["model"] = model
-        card = zoo.card(model)
+        try:
+            card = zoo.card(model)
+        except ValueError as exc:
+            raise ProtocolError(f"evolve: model: {exc}") from None
         shape, value_range = tuple(card.input_shape), tuple(card.value_range)
     else:
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise ProtocolError(f"evolve: model: expected a torch.nn.Module or a zoo model's name, got a "
+                                f"{type(model).__name__}")
         if input_shape is None:
             raise ProtocolError("evolve: input_shape: required for a module in memory (the shape of one stimulus)")
         section["model"] = zoo.add(model, input_shape=input_shape, value_range=value_range)
         shape = tuple(input_shape)
+    if unit is not None and not isinstance(unit, str):
+        raise ProtocolError(f"evolve: unit: expected 'layer:channel' or a zoo unit's name, got {unit!r}")
     if unit is not None and ":" in unit:
         layer, _, channel = unit.rpartition(":")
+        if not channel.isdigit():
+            raise ProtocolError(f"evolve: unit: {unit!r}: the channel after ':' must be a number ('layer:channel')")
         section.update(layer=layer, channel=int(channel))
     elif unit is not None:
         section["unit"] = unit

@@ -143,3 +143,59 @@ def test_analyze_on_a_sweep_folder_summarises_its_logs_again(tmp_path, capsys):
     assert sorted(table["repeats"]) == [1, 2] and (table["status"] == "complete").all()  # the swept field, found
     assert (folder / "summary.png").is_file() and (folder / "summary.html").is_file()
     assert main(["analyze", str(tmp_path)]) == 2  # a folder without run logs
+
+
+SMALL_LNP = {"kind": "evolve", "neuron": {"kind": "lnp", "size": 8}, "space": {"kind": "fourier", "size": 8},
+             "budget": 40, "generations": None}
+
+
+class OneRowNet(torch.nn.Module):
+    def forward(self, x):
+        return torch.ones(1, 2)  # forgets the batch axis
+
+
+def test_python_misuse_is_a_closedloop_error_and_never_overwrites_a_log(tmp_path):
+    from closedloop.errors import ClosedLoopError
+
+    log = tmp_path / "t.h5"
+    closedloop.run(SMALL_LNP, out=log, progress=False, budget=np.int64(40)).close()  # numpy numbers are plain numbers
+    before = log.read_bytes()
+    with pytest.raises(ClosedLoopError, match="exists; a log is never overwritten unless you ask"):
+        closedloop.run(SMALL_LNP, out=log, progress=False)
+    assert log.read_bytes() == before
+    closedloop.experiment(SMALL_LNP, neuron__size=9, space__size=9)
+    assert SMALL_LNP["neuron"]["size"] == 8  # the caller's dict is left as it was
+    run = closedloop.open_run(log)
+    run.close()
+    with pytest.raises(ClosedLoopError, match="this Run was closed"):
+        run.trials
+    for call, message in [
+        (lambda: closedloop.evolve("zzz", "x"), "evolve: model: unknown zoo model 'zzz'"),
+        (lambda: closedloop.evolve(None, ":0", input_shape=(1, 8, 8)), "expected a torch.nn.Module"),
+        (lambda: closedloop.evolve(OneRowNet(), "2:abc", input_shape=(1, 8, 8)), "the channel after ':' must be"),
+        (lambda: closedloop.evolve(OneRowNet(), ":0", input_shape=(1, 8, 8), out=tmp_path / "one.h5"),
+         r"gives \(1,\) values for a batch of 2 stimuli"),
+    ]:
+        with pytest.raises(ProtocolError, match=message):
+            call()
+    assert not (tmp_path / "one.h5").exists()
+
+
+def test_serve_schema_and_sweep_arguments_are_checked(tmp_path, capsys):
+    (tmp_path / "n.yaml").write_text("kind: lnp\n")
+    for args, message in [
+        (["serve", tmp_path / "n.yaml", "--max-message", "nan"], "--max-message nan: expected a number of MB"),
+        (["serve", tmp_path / "n.yaml", "--rig-seed", "-1"], "--rig-seed: "),
+        (["serve", tmp_path / "n.yaml", "--bind", "tcp://127.0.0.1:99999"], "the port must be 1 to 65535"),
+    ]:
+        assert main([str(a) for a in args]) == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "schema.json").write_text("mine")
+    assert main(["schema", str(tmp_path / "schema.json")]) == 2
+    assert "exists; add --overwrite" in capsys.readouterr().err and (tmp_path / "schema.json").read_text() == "mine"
+    (tmp_path / "sweep.yaml").write_text("kind: sweep\nbase: {kind: evolve, neuron: {kind: lnp, size: 8}, "
+                                         "space: {kind: fourier, size: 8}, generations: 1}\n"
+                                         f"grid: {{repeats: {list(range(1, 101))}}}\nseeds: 1000\n")
+    assert main(["run", str(tmp_path / "sweep.yaml"), "--out", str(tmp_path / "sweep")]) == 2
+    assert "100,000 runs (grid x seeds); a sweep holds at most 10,000" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()

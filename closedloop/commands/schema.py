@@ -16,6 +16,8 @@ def execute(args) -> int:
         print(text, end="")
         return 0
     out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise ClosedLoopError(f"{out}: exists; add --overwrite to replace it")
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -27,4 +29,5 @@ def execute(args) -> int:
 def add_parser(sub):
     parser = sub.add_parser("schema", help="write a JSON Schema of protocol files (for editors)")
     parser.add_argument("out", nargs="?", help="output file (default: print it)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.set_defaults(func=execute)

@@ -10,14 +10,15 @@ def execute(args) -> int:
     from closedloop.rig.server import Server, load_neuron
     from closedloop.rig.simulator import Rig, RigSettings
 
-    if args.max_message <= 0:
-        raise ClosedLoopError(f"--max-message {args.max_message}: expected a positive number of MB")
+    if not 0 < args.max_message <= 1_000_000:  # also refuses nan
+        raise ClosedLoopError(f"--max-message {args.max_message}: expected a number of MB above 0, at most 1e6")
     try:
         rig = RigSettings(latency=args.latency, jitter=args.jitter, drop=args.drop, restart_every=args.restart_every,
                           stall_after=args.stall_after, seed=args.rig_seed)
     except ValueError as exc:
         error = exc.errors()[0]
-        raise ClosedLoopError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+        flag = {"seed": "rig-seed"}.get(str(error["loc"][0]), str(error["loc"][0]).replace("_", "-"))
+        raise ClosedLoopError(f"--{flag}: {error['msg']}") from None
     neuron, description = load_neuron(args.neuron)
     server = Server(neuron, description, bind=args.bind, keys=args.keys, max_bytes=int(args.max_message * 2**20),
                     rig=Rig(rig))

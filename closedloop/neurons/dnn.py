@@ -264,24 +264,31 @@ class DNNUnit(Neuron):
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The unit's value for a batch, computed on the device, returned on the CPU."""
-        return self._forward_on_device(batch.to(self.device)).cpu()
+        value = self._forward_on_device(batch.to(self.device)).cpu()
+        if value.shape != (len(batch),):
+            raise ValueError(f"the unit gives {tuple(value.shape)} values for a batch of {len(batch)} stimuli, not one "
+                             f"per stimulus: does the network keep the batch axis first?")
+        return value
 
     def _forward_on_device(self, batch: torch.Tensor) -> torch.Tensor:
         if not self.layer:  # the model's own output: no hook needed
             output = self.module(batch)
-            return self._select(output[0] if isinstance(output, (tuple, list)) else output)
+            output = output[0] if isinstance(output, (tuple, list)) and output else output
+            if not isinstance(output, torch.Tensor):
+                raise ValueError(f"the network returned a {type(output).__name__}, not a tensor")
+            return self._select(output)
         with self._capture() as captured:
             self.module(batch)
         return self._select(captured["output"])
 
     def _check_selection(self):
         """Fail at construction, not mid-run, when layer/channel/position do not fit."""
-        probe = torch.full((1, *self.stimulus_shape), float(np.mean(self.value_range)))
+        probe = torch.full((2, *self.stimulus_shape), float(np.mean(self.value_range)))  # 2: the batch axis shows
         try:
             with torch.no_grad():
                 self._forward(probe)
         except (RuntimeError, IndexError, TypeError) as exc:  # the network's own complaint about the shape
-            what = "input_shape" if self.config.import_ is not None else "model"
+            what = "input_shape" if getattr(self.config, "import_", None) is not None else "model"
             raise ValueError(f"{what}: the network does not take stimuli of shape {self.stimulus_shape} (a batch "
                              f"{tuple(probe.shape)}): {reason(exc)}") from None
 

@@ -64,7 +64,7 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.file = _open(self.path)
+        self._file = _open(self.path)
         try:
             attrs = self.file.attrs
             if attrs.get("format") != FORMAT:
@@ -123,7 +123,7 @@ class Run:
                            f"differ in width")
 
     def __repr__(self) -> str:
-        if not self.file.id.valid:
+        if not self._file.id.valid:
             return f"<closedloop Run {str(self.path)!r} (closed)>"
         neuron = self.config.get("neuron", {}).get("kind", "?")
         return (f"<closedloop Run {str(self.path)!r}: {self.kind} of a {neuron} neuron, {self.status}, "
@@ -135,9 +135,16 @@ class Run:
     def __exit__(self, *exc):
         self.close()
 
+    @property
+    def file(self) -> h5py.File:
+        """The open HDF5 file (read-only, SWMR)."""
+        if not self._file.id.valid:
+            raise ClosedLoopError(f"{self.path}: this Run was closed; open the log again (open_run)")
+        return self._file
+
     def close(self):
-        if self.file.id.valid:
-            self.file.close()
+        if self._file.id.valid:
+            self._file.close()
 
     def refresh(self):
         """See what a writer appended since the log was opened (SWMR)."""

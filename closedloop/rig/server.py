@@ -46,6 +46,9 @@ class Server:
         from closedloop.errors import ClosedLoopError
         from closedloop.rig.keys import secure_server
 
+        port = self.address.rpartition(":")[2] if self.address.startswith("tcp://") else "*"
+        if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ClosedLoopError(f"--bind {self.address}: the port must be 1 to 65535, or * for a free one")
         if not wire.is_loopback(self.address) and self.keys is None:
             raise ClosedLoopError(f"--bind {self.address}: not a loopback address; serving to other machines "
                                   f"needs CurveZMQ keys (--keys DIR, made by: closedloop keys DIR)")

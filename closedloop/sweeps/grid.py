@@ -6,6 +6,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ class RunSpec:
     @property
     def label(self) -> str:
         return ", ".join([*(f"{k}={value_label(v)}" for k, v in self.params.items()), f"seed={self.seed}"])
+
+
+MAX_RUNS = 10_000  # each run is validated and built before the first starts
 
 
 def value_label(value: Any) -> str:
@@ -97,6 +101,10 @@ def expand(source: str, base: Any, grid: dict[str, list], seeds, out_dir: Path,
     Relative paths resolve beside the base protocol's file, or in `directory` (the sweep's)."""
     base_data, directory = load_base(source, base, directory)
     check_grid(source, grid)
+    count = math.prod(len(values) for values in grid.values()) * (
+        1 if seeds is None else seeds if isinstance(seeds, int) else len(seeds))
+    if count > MAX_RUNS:
+        raise ProtocolError(f"{source}: grid: {count:,} runs (grid x seeds); a sweep holds at most {MAX_RUNS:,}")
     keys = list(grid)
     # whole sections (optimizer: [{kind: cmaes}, ...]) are set before the fields inside them
     apply_order = sorted(keys, key=lambda key: key.count("."))
