@@ -134,7 +134,7 @@ class Dream(Experiment):
             raise ProtocolError(f"{protocol.source}: record_rendered: a dream logs every step as presented (its "
                                 f"space is built around the source and cannot render again from the log)")
         self.settings = self.settings.model_copy(update={"record_rendered": True})
-        if not self.optimizer.learns_from_any_stimulus and not self.optimizer.inject(np.zeros((1, self.space.dim))):
+        if not (self.optimizer.learns_from_any_stimulus or self.optimizer.proposes_given):
             raise ProtocolError(f"{protocol.source}: optimizer: {self.optimizer.kind} searches from its own starting "
                                 f"point and cannot start from the source; use gradient_ascent (with the unit's "
                                 f"gradient) or cmaes")
@@ -160,12 +160,9 @@ class Dream(Experiment):
                     self.optimizer = self.protocol.build("optimizer", space=space, neuron=neuron)
                 optimizer = self.optimizer
                 optimizer.plan(cfg.steps * optimizer.popsize)
-                start = (best_z * space.active)[None]
-                proposed = optimizer.inject(start)
                 for step in range(cfg.steps):
-                    z = np.array(optimizer.ask(), dtype=np.float64)
-                    if step == 0 and not proposed:
-                        z[:1] = start
+                    # each stage's first stimulus is the best one so far (the source, at first)
+                    z = optimizer.ask_from(best_z[None]) if step == 0 else np.asarray(optimizer.ask(), np.float64)
                     check_finite(z, f"optimizer {optimizer.kind}: latent vectors of step {generation}")
                     stimuli = space.render(z)
                     trials = neuron.present(stimuli, cfg.repeats)

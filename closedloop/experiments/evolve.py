@@ -105,12 +105,9 @@ class Evolve(Experiment):
         return total
 
     def _ask(self, generation: int) -> np.ndarray:
-        seeding = generation == 0 and self.injected is not None
-        proposed = seeding and self.optimizer.inject(self.injected)
-        z = np.array(self.optimizer.ask(), dtype=np.float64)
-        if seeding and not proposed:
-            z[: len(self.injected)] = self.injected
-        return z
+        if generation == 0 and self.injected is not None:
+            return self.optimizer.ask_from(self.injected)
+        return np.array(self.optimizer.ask(), dtype=np.float64)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {f"neuron.{k}": np.ravel(v) for k, v in self.neuron.get_state().items()}

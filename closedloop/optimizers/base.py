@@ -24,6 +24,8 @@ class Optimizer(Component):
     # learns from any stimulus it is told about, not only from those it asked for, so seed
     # stimuli can take the place of some of its first proposals
     learns_from_any_stimulus: bool = True
+    # inject(z) makes its next ask() propose z first (else the experiment puts z in their place)
+    proposes_given: bool = False
 
     def __init__(self, config, seed: int, space, neuron=None):
         super().__init__(config, seed)
@@ -42,10 +44,19 @@ class Optimizer(Component):
         """The aggregated response of each vector that ask() returned."""
         raise NotImplementedError
 
-    def inject(self, z: np.ndarray) -> bool:
-        """Make the next ask() propose these latent vectors first, if the optimizer has its own
-        way to (True); else the experiment puts them in place of its first proposals (False)."""
-        return False
+    def inject(self, z: np.ndarray) -> None:
+        """Make the next ask() propose these latent vectors first (where `proposes_given`)."""
+        raise NotImplementedError(f"optimizer {self.kind} cannot propose given latents")
+
+    def ask_from(self, given: np.ndarray) -> np.ndarray:
+        """ask(), with `given` latents first: proposed by the optimizer itself where it can, else
+        put in place of its first proposals (for an optimizer that learns from any stimulus)."""
+        if self.proposes_given:
+            self.inject(given)
+            return np.array(self.ask(), dtype=np.float64)
+        z = np.array(self.ask(), dtype=np.float64)
+        z[: len(given)] = given
+        return z
 
     def recommend(self) -> np.ndarray:
         """(dim,) the optimizer's own best estimate of the preferred stimulus."""

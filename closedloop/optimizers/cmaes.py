@@ -33,6 +33,7 @@ class CMAESSettings(Settings):
 class CMAES(Optimizer):
     Config = CMAESSettings
     status_columns = ("sigma",)
+    proposes_given = True  # pycma's inject: the next ask() holds them, and they count in the update
 
     def __init__(self, config, seed, space, neuron=None):
         super().__init__(config, seed, space, neuron)
@@ -61,7 +62,6 @@ class CMAES(Optimizer):
 
     def inject(self, z):
         self.es.inject(list(np.asarray(z, dtype=np.float64)), force=True)
-        return True
 
     def ask(self):
         z = np.asarray(self.es.ask())

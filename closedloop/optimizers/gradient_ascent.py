@@ -67,6 +67,7 @@ def frequency_weighted_power(images: torch.Tensor, axes: int = 2) -> torch.Tenso
 class GradientAscent(Optimizer):
     Config = GradientAscentSettings
     learns_from_any_stimulus = False  # its probes / its ascent start from its own point
+    proposes_given = True  # ... which inject() sets
     status_columns = ("gradient_norm", "ascent_value")
 
     def __init__(self, config, seed, space, neuron=None):
@@ -82,6 +83,7 @@ class GradientAscent(Optimizer):
             raise ValueError(f"blur_every: space kind {space.kind!r} cannot encode a blurred image")
         self.neuron = neuron
         self.axes = 1 if space.modality == "audio" else 2  # the stimulus axes the priors act along
+        self._centre = None if space.centre is None else torch.as_tensor(space.centre)
         self.popsize = config.popsize
         self.random = self.rng(0)
         start = space.sample(self.random, config.popsize)
@@ -97,7 +99,6 @@ class GradientAscent(Optimizer):
         with torch.no_grad():
             self.z[: len(z)] = torch.from_numpy(z)
         self.adam = torch.optim.Adam([self.z], lr=self.config.learning_rate)
-        return True
 
     def ask(self):
         return self.z.detach().numpy().copy()
@@ -122,7 +123,7 @@ class GradientAscent(Optimizer):
         values, grads = self.neuron.gradient(shown.detach().numpy())
         # a surrogate whose gradient through the rendering is the unit's gradient, minus the priors
         objective = (shown * torch.from_numpy(grads).to(shown.dtype)).sum()
-        change = images if self.space.centre is None else images - torch.as_tensor(self.space.centre)
+        change = images if self._centre is None else images - self._centre
         if cfg.tv_weight:
             objective = objective - cfg.tv_weight * total_variation(change, self.axes).sum()
         if cfg.fourier_weight:

@@ -62,6 +62,7 @@ class Regularized(Optimizer):
         self.popsize = self.search.popsize
         self.status_columns = self.search.status_columns
         self.learns_from_any_stimulus = self.search.learns_from_any_stimulus
+        self.proposes_given = self.search.proposes_given
         self.random = self.rng(1)
         self.generation = 0
         if space.modality != "image" and (config.blur_sigma > 0 or config.jitter):
@@ -92,7 +93,7 @@ class Regularized(Optimizer):
         return z
 
     def inject(self, z):
-        return self.search.inject(z)
+        self.search.inject(z)
 
     def tell(self, z, scores):
         self.search.tell(z, scores)
