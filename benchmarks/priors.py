@@ -6,14 +6,17 @@ on the command line; the run's best stimulus (highest response, earliest on ties
 evolve analysis reports) is shown to the judges (closedloop/judges), which the search never sees.
 Each row: the space, its prior strength, per seed the unit's score of the best stimulus and
 whether every judge accepts it, and the count of seeds it meets the goal in (face: score >= 0.99
-and both face judges accept; digit: the judge calls it a 3). Writes a markdown table and a figure:
+and both face judges accept; digit: the judge calls it a 3, or the digit of `--digit`). Writes a
+markdown table and a figure:
 
     PYTHONPATH=$PWD python benchmarks/priors.py --seeds 0 1 2 3 4 --workers 2 \
         --table docs/figures/priors.md --figure docs/figures/priors.png
 
 Judges never choose a setting on the seeds reported in docs/tour.md (0-4): the protocols'
-settings (protocols/face-cell-prior.yaml, digit-cell-prior.yaml) were chosen on seeds 10-14,
-and face-cell-prior's 128 components were confirmed on fresh seeds 20-24 (docs/tour.md says how).
+settings (protocols/face-cell-prior.yaml, digit-cell-prior.yaml, digit-cell-strokes.yaml) were
+chosen on seeds 10-14, and face-cell-prior's 128 components were confirmed on fresh seeds 20-24
+(docs/tour.md says how). `--digit K --units digit --only "margin [0.25"` checks the stroke
+prior on the other digits' units, which chose nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ import yaml
 
 FACE = {"kind": "dnn", "model": "face", "unit": "face_probability"}
 DIGIT = {"kind": "dnn", "model": "digits", "unit": "class3"}
+# the stroke space's settings (strokes, control points per stroke, pen width, margin: one number
+# or [left and right, top and bottom]); the last is digit-cell-strokes.yaml's
+STROKES = [(2, 4, 0.12, 0.1), (2, 4, 0.18, 0.1), (3, 4, 0.18, 0.1), (2, 5, 0.2, [0.25, 0.1]),
+           (3, 4, 0.2, [0.25, 0.1]), (3, 4, 0.15, [0.25, 0.1]), (3, 4, 0.2, [0.3, 0.1]), (2, 4, 0.2, [0.3, 0.1])]
 # (unit, label, prior strength, space, optimizer); the first of each unit is the shipped
 # protocol without a natural prior (face-cell.yaml, digit-cell.yaml)
 SETTINGS = [
@@ -50,8 +57,14 @@ SETTINGS = [
     ("digit", "natural_pca, 16, decay 0.1", "16 + reg",
      {"kind": "natural_pca", "size": 8, "channels": 1, "resolution": 8, "components": 16},
      {"kind": "regularized", "search": {"kind": "cmaes", "sigma0": 1}, "decay": 0.1}),
+    *[("digit", f"strokes, {n} x {p} points, width {w}, margin {m}", f"{n}x{p}, {w}" + (", tall" if m != 0.1 else ""),
+       {"kind": "strokes", "size": 8, "strokes": n, "points": p, "width": w, "margin": m},
+       {"kind": "cmaes", "sigma0": 1}) for n, p, w, m in STROKES],
+    ("digit", "strokes, 3 x 4 points, width 0.2, margin [0.3, 0.1], popsize 24", "3x4, 0.2, tall, pop 24",
+     {"kind": "strokes", "size": 8, "strokes": 3, "points": 4, "width": 0.2, "margin": [0.3, 0.1]},
+     {"kind": "cmaes", "sigma0": 1, "popsize": 24}),
 ]
-GOAL = {"face": "p(face) >= 0.99 and both face judges accept", "digit": "the digit judge calls it a 3"}
+GOAL = {"face": "p(face) >= 0.99 and both face judges accept", "digit": "the digit judge calls it a {digit}"}
 
 
 def run_one(job) -> dict:
@@ -59,9 +72,10 @@ def run_one(job) -> dict:
     from closedloop.judges import judges_for
     from closedloop.recording import open_run
 
-    index, seed, budget, directory = job
+    index, seed, budget, directory, digit = job
     unit, label, strength, space, optimizer = SETTINGS[index]
-    data = {"kind": "evolve", "seed": seed, "neuron": FACE if unit == "face" else DIGIT, "space": space,
+    neuron = FACE if unit == "face" else {**DIGIT, "unit": f"class{digit}"}
+    data = {"kind": "evolve", "seed": seed, "neuron": neuron, "space": space,
             "optimizer": optimizer, "generations": None, "budget": budget, "record_rendered": False}
     protocol = protocol_module.parse(yaml.safe_dump(data, sort_keys=False), f"{unit}-{index}-{seed}")
     path = Path(directory) / f"{unit}-{index}-{seed}.h5"
@@ -82,19 +96,36 @@ def run_one(job) -> dict:
             "presentations": presentations, "seconds": time.perf_counter() - started}
 
 
-def table(results, seeds) -> str:
+def control(index: int, count: int) -> str:
+    """What the digit judge reads in `count` draws of the setting's prior, before any search."""
+    from closedloop.judges.digit_svm import ink, read
+    from closedloop.registry import lookup
+
+    settings = dict(SETTINGS[index][3])
+    cls = lookup("space", settings.pop("kind"))
+    space = cls(cls.Config(**settings), 0)
+    classes, closeness = read(ink(space.render(space.sample(np.random.default_rng(0), count))))
+    read_as = np.bincount(classes[closeness <= 1], minlength=10)
+    return (f"{SETTINGS[index][1]}: {np.mean(closeness <= 1):.3f} of {count} prior draws pass as a digit; as each "
+            f"digit 0-9: {' '.join(map(str, read_as))}")
+
+
+def table(results, seeds, digit=3) -> str:
     lines = []
     for unit in ("face", "digit"):
         rows = [i for i, s in enumerate(SETTINGS) if s[0] == unit]
         if not any(r["index"] in rows for r in results):
             continue
-        score = "p(face)" if unit == "face" else "class-3 logit"
-        lines += [f"**{unit} unit** — goal: {GOAL[unit]}; per seed ({', '.join(map(str, seeds))}): "
+        score = "p(face)" if unit == "face" else f"class-{digit} logit"
+        goal = GOAL[unit].format(digit=digit)
+        lines += [f"**{unit} unit** — goal: {goal}; per seed ({', '.join(map(str, seeds))}): "
                   f"{score} of the best image, then the judges' verdicts", "",
                   "| space | components | " + " | ".join(f"seed {s}" for s in seeds) + " | goal met |",
                   "| --- | --- | " + " | ".join("---" for _ in seeds) + " | --- |"]
         for i in rows:
             found = {r["seed"]: r for r in results if r["index"] == i}
+            if not found:
+                continue
             cells = []
             for s in seeds:
                 r = found.get(s)
@@ -111,11 +142,12 @@ def table(results, seeds) -> str:
     return "\n".join(lines)
 
 
-def figure(results, seeds, path):
+def figure(results, seeds, path, digit=3):
     from closedloop.analysis.plots import figure, save, show_image
 
     units = [u for u in ("face", "digit") if any(SETTINGS[r["index"]][0] == u for r in results)]
-    rows = [[i for i, s in enumerate(SETTINGS) if s[0] == u] for u in units]
+    ran = {r["index"] for r in results}
+    rows = [[i for i, s in enumerate(SETTINGS) if s[0] == u and i in ran] for u in units]
     height = 1.15 * sum(map(len, rows)) + 1.0 * len(units)
     fig = figure(figsize=(1.1 * len(seeds) + 3.6, height))
     outer = fig.add_gridspec(len(units), 1, height_ratios=[len(r) for r in rows], hspace=0.6 / len(units),
@@ -145,7 +177,8 @@ def figure(results, seeds, path):
             ax.text(0, 0.5, text, fontsize=7, va="center")
             ax.axis("off")
         fig.text(0.01, outer[u].get_position(fig).y1 + 0.3 / height,
-                 f"{unit} unit: best image per seed (score above; green frame: goal met — {GOAL[unit]})", fontsize=8)
+                 f"{unit} unit: best image per seed (score above; green frame: goal met — "
+                 f"{GOAL[unit].format(digit=digit)})", fontsize=8)
     save(fig, path)
 
 
@@ -154,25 +187,34 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budget", type=int, default=3000)
     parser.add_argument("--units", nargs="+", default=["face", "digit"], choices=["face", "digit"])
+    parser.add_argument("--digit", type=int, default=3, choices=range(10), help="the digit unit's class")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--only", help="run only the settings whose label contains this text")
+    parser.add_argument("--control", type=int, metavar="N", help="instead of searching, show N prior draws of "
+                        "each chosen digit setting to the digit judge: what it reads in the space before any search")
     parser.add_argument("--table", type=Path)
     parser.add_argument("--figure", type=Path)
     args = parser.parse_args()
+    chosen = [i for i, s in enumerate(SETTINGS) if s[0] in args.units and (args.only is None or args.only in s[1])]
+    if args.control:
+        for i in chosen:
+            if SETTINGS[i][0] == "digit":
+                print(control(i, args.control), flush=True)
+        return
     with tempfile.TemporaryDirectory() as directory:
-        jobs = [(i, seed, args.budget, directory) for i, s in enumerate(SETTINGS) if s[0] in args.units
-                for seed in args.seeds]
+        jobs = [(i, seed, args.budget, directory, args.digit) for i in chosen for seed in args.seeds]
         with Pool(args.workers) as pool:
             results = []
             for r in pool.imap_unordered(run_one, jobs):
                 results.append(r)
                 print(f"{SETTINGS[r['index']][1]:<34} seed {r['seed']:>3}: score {r['score']:.5g}, "
                       f"{r['heard']}, goal {'met' if r['goal'] else 'missed'} ({r['seconds']:.0f} s)", flush=True)
-    text = table(results, args.seeds)
+    text = table(results, args.seeds, args.digit)
     print(text)
     if args.table:
         args.table.write_text(text + "\n")
     if args.figure:
-        figure(results, args.seeds, args.figure)
+        figure(results, args.seeds, args.figure, args.digit)
         print(f"figure: {args.figure}")
 
 

@@ -42,11 +42,12 @@ WHITE_BOX = {"kind": "gradient_ascent", "popsize": 4, "steps": 10, "learning_rat
 # CMA-ES as in protocols/face-cell.yaml (pycma's population, a bold first step: the rendering
 # fixes the contrast, so only the latent's direction matters); the same with a smaller
 # population (more generations in the budget); CMA-ES searching directions on a sphere
-# (closedloop/optimizers/cmaes.py); the genetic algorithm as it comes
+# (closedloop/optimizers/cmaes.py); sep-CMA-ES (a diagonal covariance); the genetic algorithm as it comes
 BLACK_BOX = {"linear_model": {"kind": "linear_model"},
              "cmaes": {"kind": "cmaes", "sigma0": 10},
              "cmaes-10": {"kind": "cmaes", "sigma0": 10, "popsize": 10},
              "cmaes-sph": {"kind": "cmaes", "sigma0": 0.3, "sphere": True},
+             "cmaes-diag": {"kind": "cmaes", "sigma0": 10, "diagonal": True},
              "genetic": {"kind": "genetic", "popsize": 20}}
 
 

@@ -24,10 +24,8 @@ from closedloop.neurons.dnn import DNNUnit, NoiseSettings
 from closedloop.registry import register
 
 Static = Literal["white", "pink", "brown"]  # amplitude spectrum flat, 1/f, 1/f^2
-
-
-
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
 
 class Rearing(Settings):
     static: Static | None = Field(None, description='static shown as class 10, "none of these": white, pink (1/f) '

@@ -27,6 +27,8 @@ class CMAESSettings(Settings):
     popsize: int | None = Field(None, ge=2, le=100_000, description="stimuli per generation; default pycma's 4 + 3 ln(dim)")
     sigma0: float = Field(1.0, gt=0, le=100, description="initial step size, in units of the prior's standard deviation")
     sphere: bool = Field(False, description="search directions only, on a sphere (for spaces that ignore the latent's scale)")
+    diagonal: bool = Field(False, description="sep-CMA-ES: a diagonal covariance, learned about dim/3 times "
+                           "faster")
 
 
 @register("optimizer", "cmaes")
@@ -55,6 +57,8 @@ class CMAES(Optimizer):
         }
         if self.sphere:
             options["maxstd"] = 1.0  # a step beyond the prior's scale is nearly orthogonal
+        if config.diagonal:
+            options["CMA_diagonal"] = True
         if config.popsize:
             options["popsize"] = config.popsize
         self.es = cma.CMAEvolutionStrategy(x0, config.sigma0, options)
