@@ -5,7 +5,8 @@ Hz, so 260 Hz is the line nearest C4's 261.6 Hz): a harmonic tone, a sine, two t
 apart; for each the unit's response and the pitch judge's verdict. Then, for every run log given,
 the best sound of the run: its response, the judge's verdict, and where its power lies. For a
 waveform-space run the power per grid line comes from the latent (the share at multiples of
-260 Hz and the strongest lines); for a harmonic-space run, the f0 and the power per harmonic.
+260 Hz and the strongest lines); for a harmonic- or instrument-space run, the f0 and the power
+per harmonic (and for an instrument, its spectral slope and resonances).
 
     PYTHONPATH=$PWD python benchmarks/note_sounds.py [data/hear-note.h5 data/hear-note-harmonic.h5 ...]
 """
@@ -70,13 +71,17 @@ def best_sound(path: Path):
         top = np.argsort(power)[::-1][:5]
         line += (f"; {power[np.isclose(f % GRID_C4, 0)].sum():.0%} of the power at k x {GRID_C4:g} Hz; strongest "
                  + ", ".join(f"{f[i]:.0f} Hz {power[i]:.0%}" for i in top))
-    elif space.kind == "harmonic":
+    elif space.kind in ("harmonic", "instrument"):
         parameters = space.parameters(z[None])
         f0, power = float(parameters["f0"][0, 0]), parameters["amplitudes"][0] ** 2
         power /= power.sum()
         top = np.argsort(power)[::-1][:3]
         line += f"; f0 {f0:.1f} Hz, power in harmonic " + ", ".join(
             f"{k + 1} ({(k + 1) * f0:.0f} Hz) {power[k]:.0%}" for k in top)
+        if space.kind == "instrument":
+            line += f"; tilt {float(parameters['tilt'][0, 0]):.1f} dB/octave, resonances " + ", ".join(
+                f"{c:.0f} Hz ({b:.0f} Hz wide, {g:+.1f} dB)" for c, b, g in
+                zip(parameters["centre"][0], parameters["bandwidth"][0], parameters["gain"][0]))
     print(line)
 
 

@@ -17,6 +17,7 @@ from closedloop.spaces.audio import SAMPLE_RATE, griffin_lim, spectral_convergen
 KINDS = {
     "waveform": {"resolution": 40.0, "f_max": 2000.0},
     "harmonic": {"pitch_points": 2},
+    "instrument": {"pitch_points": 2},
     "spectrogram": {"iterations": 8},
 }
 
