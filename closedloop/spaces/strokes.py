@@ -1,14 +1,15 @@
 """A drawing prior: a few pen strokes of fixed width and ink on a plain background.
 
 Nothing in it is learned from images. A latent vector is `strokes` pen strokes, each a smooth
-curve (a uniform Catmull-Rom spline) through `points` control points; a control point's
-coordinate is the standard normal CDF of its latent number, so z ~ N(0, I) puts control points
-uniformly on the page, inset by `margin`. The pen draws every curve with a round nib `width` of
-the image side wide, in ink of level `ink` on a background of level `background`, rendered at
-`supersample` times the resolution and averaged down to the unit's pixels (the coverage of each
-pixel, as a scanner sees a drawing). Overlapping strokes do not darken: coverage is that of the
+curve shaped by `points` control points (a clamped B-spline, which rounds off the corners between
+them, or a Catmull-Rom spline through every one); a control point's coordinate is the standard
+normal CDF of its latent number, so z ~ N(0, I) puts control points uniformly on the page, inset
+by `margin` (one number, or one for left and right and one for top and bottom: a tall page). The
+pen draws every curve with a round nib `width` of the image side wide, in ink of level `ink` on a
+background of level `background`, rendered at `supersample` times the resolution and averaged
+down to the unit's pixels (the coverage of each pixel, as a scanner sees a drawing). Overlapping strokes do not darken: coverage is that of the
 union of the strokes. The prior's strength is how few strokes and points a drawing may have,
-and the pen's width, which the search cannot change: what it draws stays a line drawing.
+the pen's width and the page, which the search cannot change: what it draws stays a line drawing.
 
 The rendering is written once in torch (differentiable: the nib's edge is a steep sigmoid of
 the distance to the curve, a quarter of a fine pixel wide), so white-box gradient ascent can
@@ -36,7 +37,7 @@ class StrokeSettings(Settings):
     size: int = Field(8, ge=2, le=128, description="image side in pixels, as the unit takes it")
     channels: Literal[1, 3] = Field(1, description="1 (grey) or 3 (RGB, the same in each)")
     strokes: int = Field(2, ge=1, le=8, description="pen strokes per drawing")
-    points: int = Field(4, ge=2, le=12, description="control points per stroke, the pen passes through each")
+    points: int = Field(4, ge=2, le=12, description="control points per stroke")
     curve: Literal["bspline", "catmull_rom"] = Field("bspline", description="the pen's path: a B-spline rounds "
                                                      "its corners, a Catmull-Rom spline passes through every point")
     width: float = Field(0.12, gt=0, le=0.5, description="the pen's width, as a fraction of the image side")
