@@ -166,6 +166,10 @@ def test_python_misuse_is_a_closedloop_error_and_never_overwrites_a_log(tmp_path
     closedloop.experiment(SMALL_LNP, neuron__size=9, space__size=9)
     assert SMALL_LNP["neuron"]["size"] == 8  # the caller's dict is left as it was
     run = closedloop.open_run(log)
+    assert run.rendered([]).shape[0] == 0 and run.rendered(np.int64(3)).shape[0] == 1
+    for wrong in ([40], [-1], [0.5], [[0, 1]]):  # 40 stimuli were shown: 0-39
+        with pytest.raises(IndexError, match=r"stimulus numbers run from 0 to 39; got"):
+            run.rendered(wrong)
     run.close()
     with pytest.raises(ClosedLoopError, match="this Run was closed"):
         run.trials

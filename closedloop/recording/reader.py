@@ -320,18 +320,31 @@ class Run:
         """The stimuli as presented (all, or these indices in this order): as logged or, when the
         run did not record them, rendered again from their latents by the run's space (rendering
         is deterministic, so these are the stimuli shown). None when neither is possible."""
+        if index is not None:
+            index = self._stimulus_indices(index)
         if "rendered" in self.file["stimuli"]:
             data = self.file["stimuli/rendered"]
             if index is None:
                 return data[()]
             # HDF5 reads rows by increasing, distinct index: read those, then put them in the asked order
-            unique, inverse = np.unique(np.atleast_1d(index), return_inverse=True)
+            unique, inverse = np.unique(index, return_inverse=True)
             return data[unique][inverse]
         space = self._space()
         if space is None:
             return None
-        z = self.z if index is None else self.z[np.atleast_1d(index)]
+        z = self.z if index is None else self.z[index]
         return np.asarray(space.render(z.astype(np.float64)))
+
+    def _stimulus_indices(self, index) -> np.ndarray:
+        """Stimulus numbers as a 1-d integer array, or an IndexError that names the valid range."""
+        count = len(self.file["stimuli/z"])
+        indices = np.atleast_1d(np.asarray(index))
+        if indices.size == 0:
+            return indices.astype(np.int64)
+        if indices.ndim != 1 or indices.dtype.kind not in "iu" or indices.min() < 0 or indices.max() >= count:
+            shown = np.array2string(indices, threshold=6)
+            raise IndexError(f"{self.path}: stimulus numbers run from 0 to {count - 1}; got {shown}")
+        return indices.astype(np.int64)
 
     def _space(self):
         if "_space_built" not in self.__dict__:

@@ -36,7 +36,7 @@ def measure(path, text: str | None = None) -> dict:
         build = (protocol_module.parse(text, str(path), directory=run.protocol_dir or None).build if text is not None
                  else run.build)
         rf, best_image = run.receptive_field, None
-        if rf is not None:
+        if rf is not None and best >= 0:  # -1: a fixed set of stimuli (tuning, ...) names no best
             best_image = run.rendered([best])[0]
             recommended = build("space").render(run.recommended[-1][None].astype(np.float64))[0]
             if best_image.shape == rf.shape:
