@@ -193,18 +193,15 @@ class HarmonicSpace(DifferentiableAudioSpace):
         super().__init__(config, seed)
         self.dim = config.pitch_points + config.harmonics + config.envelope_points
         self.order = np.arange(1, config.harmonics + 1)
-        t = np.linspace(0, 1, self.n_samples)
-        # contours: linear interpolation between evenly spaced points, as matrices (points, samples)
-        self.pitch_weights = _interp_matrix(np.linspace(0, 1, config.pitch_points), t).T
-        self.envelope_weights = _interp_matrix(np.linspace(0, 1, config.envelope_points), t).T
+        self.pitch_weights = contour_weights(config.pitch_points, self.n_samples)
+        self.envelope_weights = contour_weights(config.envelope_points, self.n_samples)
 
     def parameters_torch(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         c = self.config
         p, h = c.pitch_points, c.harmonics
-        low, high = np.log(c.f_min), np.log(c.f0_max)
         order = torch.as_tensor(self.order, dtype=z.dtype)
         return {
-            "f0": torch.exp(low + (high - low) * torch.special.ndtr(z[:, :p])),
+            "f0": log_range(torch.special.ndtr(z[:, :p]), c.f_min, c.f0_max),
             "amplitudes": order ** -c.rolloff * torch.exp(torch.clamp(c.spread * z[:, p:p + h], -30, 30)),
             "envelope": torch.special.ndtr(z[:, p + h:]),
         }
@@ -216,9 +213,7 @@ class HarmonicSpace(DifferentiableAudioSpace):
         phase = 2 * np.pi * torch.cumsum(f0, dim=1) / SAMPLE_RATE
         waves = torch.zeros_like(f0)
         for k, amplitude in zip(self.order, params["amplitudes"].T):
-            frequency = k * f0
-            # full level up to 0.8 f_max, fading to zero at f_max: partials never alias
-            gain = torch.clamp((c.f_max - frequency) / (0.2 * c.f_max), 0, 1)
+            gain = partial_gain(k * f0, c.f_max)
             if not bool((gain > 0).any()):
                 break
             waves = waves + amplitude[:, None] * gain * torch.sin(k * phase)
@@ -307,6 +302,21 @@ class SpectrogramSpace(AudioSpace):
     def synthesize(self, z):
         c = self.config
         return griffin_lim(self.magnitude(z), c.n_fft, self.hop, self.n_samples, c.iterations, self.initial_phase)
+
+
+def contour_weights(points: int, n_samples: int) -> np.ndarray:
+    """(points, samples): a contour over the sound, linear between `points` evenly spaced values."""
+    return _interp_matrix(np.linspace(0, 1, points), np.linspace(0, 1, n_samples)).T
+
+
+def log_range(unit: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Values in [0, 1] onto [low, high], evenly on a log scale (octaves, for frequencies)."""
+    return torch.exp(np.log(low) + (np.log(high) - np.log(low)) * unit)
+
+
+def partial_gain(frequency: torch.Tensor, f_max: float) -> torch.Tensor:
+    """Full level up to 0.8 f_max, fading to zero at f_max: partials never alias."""
+    return torch.clamp((f_max - frequency) / (0.2 * f_max), 0, 1)
 
 
 def _interp_matrix(points: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ import torch
 from pydantic import Field, model_validator
 
 from closedloop.registry import register
-from closedloop.spaces.audio import SAMPLE_RATE, AudioSettings, DifferentiableAudioSpace, _interp_matrix
+from closedloop.spaces.audio import (SAMPLE_RATE, AudioSettings, DifferentiableAudioSpace, contour_weights,
+                                     log_range, partial_gain)
 
 DB_PER_OCTAVE = 20 * np.log10(2)  # 6.02: a slope of -6.02 dB/octave is amplitude 1/k
 
@@ -61,10 +62,6 @@ class InstrumentSettings(AudioSettings):
         return self
 
 
-def _log_range(unit: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    return torch.exp(np.log(low) + (np.log(high) - np.log(low)) * unit)
-
-
 @register("space", "instrument")
 class InstrumentSpace(DifferentiableAudioSpace):
     """A harmonic tone under a smooth spectral envelope: latent = [f0 | slope | resonance centres,
@@ -79,9 +76,8 @@ class InstrumentSpace(DifferentiableAudioSpace):
         self.blocks = {"f0": c.pitch_points, "tilt": 1, "centre": c.resonances, "bandwidth": c.resonances,
                        "gain": c.resonances, "envelope": c.envelope_points}
         self.dim = sum(self.blocks.values())
-        t = np.linspace(0, 1, self.n_samples)
-        self.pitch_weights = _interp_matrix(np.linspace(0, 1, c.pitch_points), t).T
-        self.envelope_weights = _interp_matrix(np.linspace(0, 1, c.envelope_points), t).T
+        self.pitch_weights = contour_weights(c.pitch_points, self.n_samples)
+        self.envelope_weights = contour_weights(c.envelope_points, self.n_samples)
         self.vibrato = 2 ** (c.vibrato / 1200 * np.sin(2 * np.pi * c.vibrato_rate * self.time))
 
     def parameters_torch(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -90,10 +86,10 @@ class InstrumentSpace(DifferentiableAudioSpace):
         c = self.config
         unit = dict(zip(self.blocks, torch.special.ndtr(z).split(list(self.blocks.values()), dim=1)))
         params = {
-            "f0": _log_range(unit["f0"], c.f_min, c.f0_max),
+            "f0": log_range(unit["f0"], c.f_min, c.f0_max),
             "tilt": c.tilt_min + (c.tilt_max - c.tilt_min) * unit["tilt"],
-            "centre": _log_range(unit["centre"], c.centre_min, c.centre_max),
-            "bandwidth": _log_range(unit["bandwidth"], c.bandwidth_min, c.bandwidth_max),
+            "centre": log_range(unit["centre"], c.centre_min, c.centre_max),
+            "bandwidth": log_range(unit["bandwidth"], c.bandwidth_min, c.bandwidth_max),
             "gain": c.gain_max * unit["gain"],
             "envelope": unit["envelope"],
         }
@@ -109,8 +105,7 @@ class InstrumentSpace(DifferentiableAudioSpace):
         for r in range(c.resonances):
             centre, bandwidth, gain = (params[name][:, r, None, None] for name in ("centre", "bandwidth", "gain"))
             level = level * (1 + (10 ** (gain / 20) - 1) / (1 + ((frequency - centre) / (bandwidth / 2)) ** 2))
-        # full level up to 0.8 f_max, fading to zero at f_max: partials never alias
-        return level * torch.clamp((c.f_max - frequency) / (0.2 * c.f_max), 0, 1)
+        return level * partial_gain(frequency, c.f_max)
 
     def synthesize_torch(self, z):
         c = self.config
