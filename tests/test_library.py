@@ -185,6 +185,32 @@ def test_python_misuse_is_a_closedloop_error_and_never_overwrites_a_log(tmp_path
     assert not (tmp_path / "one.h5").exists()
 
 
+@pytest.mark.parametrize("kind", ["cmaes", "genetic", "linear_model", "random", "finite_difference", "nevergrad"])
+def test_role_objects_refuse_arguments_they_cannot_use_in_one_line(kind):
+    """By hand, in a notebook: tell() with a score per row and every score finite, render() with a
+    row per latent vector; a NaN score would otherwise steer the search without a word."""
+    space = closedloop.space("fourier", size=8, max_frequency=0.25)
+    search = closedloop.optimizer(kind, space, seed=0, **({"budget": 60} if kind == "nevergrad" else {}))
+    z = search.ask()
+    scores = np.linspace(0.0, 1.0, len(z))
+    for args, message in [((z, scores[:-1]), rf"tell: scores of shape \({len(z) - 1},\) for {len(z)} latent vectors"),
+                          ((z[:, :3], scores), rf"tell: latent vectors of shape \({len(z)}, 3\); expected \(n, {space.dim}\)"),
+                          ((z, np.where(np.arange(len(z)) == 2, np.nan, scores)), r"NaN or Inf scores in rows \[2\]")]:
+        with pytest.raises(ValueError, match=message):
+            search.tell(*args)
+    search.tell(z, scores)  # the refusals changed nothing: the right call still works
+    assert search.ask().shape == z.shape
+    with pytest.raises(ValueError, match=rf"render: latent vectors of shape \({space.dim},\); expected \(n, {space.dim}\)"):
+        space.render(z[0])
+    assert space.render(z[:1]).shape == (1, 8, 8)
+
+
+def test_nevergrad_by_hand_asks_for_a_budget_instead_of_failing_inside():
+    space = closedloop.space("fourier", size=8, max_frequency=0.25)
+    with pytest.raises(ValueError, match="nevergrad NGOpt: needs the budget; give budget=N"):
+        closedloop.optimizer("nevergrad", space).ask()
+
+
 def test_serve_schema_and_sweep_arguments_are_checked(tmp_path, capsys):
     (tmp_path / "n.yaml").write_text("kind: lnp\n")
     for args, message in [

@@ -1,10 +1,14 @@
 """The Optimizer role: ask() proposes latent vectors, tell() hears their scores.
 
 The optimizer never calls the neuron: the experiment owns the loop (pycma and nevergrad style).
-Scores are to be maximised.
+Scores are to be maximised. Every kind's tell() checks its arguments first (one latent vector of
+`dim` numbers per row, one finite score per row) and names what is wrong in one line: in a
+notebook the caller is a person, and a NaN score would otherwise steer the search silently.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -17,6 +21,29 @@ def onto_sphere(z: np.ndarray, radius: float) -> np.ndarray:
     return np.divide(z * radius, norms, out=np.zeros_like(z), where=norms > 0)
 
 
+def checked_tell(tell):
+    """tell(z, scores), refusing arguments no optimizer can use before any state changes."""
+
+    @functools.wraps(tell)
+    def checked(self, z, scores):
+        z, scores = np.asarray(z, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"tell: latent vectors of shape {z.shape}; expected (n, {self.dim}), one per row as ask() "
+                             f"returns them")
+        if scores.shape != (len(z),):
+            raise ValueError(f"tell: scores of shape {scores.shape} for {len(z)} latent vectors; expected ({len(z)},), "
+                             f"one per row")
+        for name, values in (("scores", scores), ("latent vectors", z)):
+            bad = np.unique(np.nonzero(~np.isfinite(values))[0])
+            if len(bad):
+                raise ValueError(f"tell: NaN or Inf {name} in rows {bad[:5].tolist()}{'...' if len(bad) > 5 else ''}; "
+                                 f"an optimizer can only rank finite scores of finite latents")
+        return tell(self, z, scores)
+
+    checked.checks_arguments = True
+    return checked
+
+
 class Optimizer(Component):
     popsize: int = 0  # latent vectors per ask(); every optimizer sets it in __init__
     # names of the numbers status() returns, fixed before the run so the log can hold them
@@ -26,6 +53,12 @@ class Optimizer(Component):
     learns_from_any_stimulus: bool = True
     # inject(z) makes its next ask() propose z first (else the experiment puts z in their place)
     proposes_given: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        tell = cls.__dict__.get("tell")
+        if tell is not None and not getattr(tell, "checks_arguments", False):
+            cls.tell = checked_tell(tell)
 
     def __init__(self, config, seed: int, space, neuron=None):
         super().__init__(config, seed)

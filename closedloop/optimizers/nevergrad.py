@@ -59,7 +59,13 @@ class Nevergrad(Optimizer):
         return self._optimizer
 
     def ask(self):
-        self._asked = [self._ng().ask() for _ in range(self.popsize)]
+        try:
+            self._asked = [self._ng().ask() for _ in range(self.popsize)]
+        except AssertionError:  # how nevergrad says that the optimizer it picks needs the budget
+            if self.budget is not None:
+                raise
+            raise ValueError(f"nevergrad {self.config.name}: needs the budget; give budget=N (the stimuli it may ask "
+                             f"for) or call plan(N) before the first ask") from None
         return np.array([candidate.value for candidate in self._asked], dtype=np.float64)
 
     def tell(self, z, scores):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -9,9 +10,31 @@ import numpy as np
 from closedloop.component import Component
 
 
+def checked_render(render):
+    """render(z), refusing latents of the wrong shape in one line (not a reshape error inside)."""
+
+    @functools.wraps(render)
+    def checked(self, z):
+        shape = np.shape(z)
+        if len(shape) != 2 or shape[1] != self.dim:
+            raise ValueError(f"render: latent vectors of shape {shape}; expected (n, {self.dim}), one per row "
+                             f"(one vector v: render(v[None]))")
+        return render(self, z)
+
+    checked.checks_arguments = True
+    return checked
+
+
 class StimulusSpace(Component):
     """Subclasses set `dim` and `stimulus_shape`, and declare what they can do: the loop and the
-    optimizers read these attributes and never probe."""
+    optimizers read these attributes and never probe. Every kind's render() checks the latents'
+    shape first."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        render = cls.__dict__.get("render")
+        if render is not None and not getattr(render, "checks_arguments", False):
+            cls.render = checked_render(render)
 
     dim: int = 0
     stimulus_shape: tuple[int, ...] = ()
