@@ -15,7 +15,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from closedloop.errors import ClosedLoopError, ProtocolError
+from closedloop.errors import ProtocolError
 
 __all__ = ["run", "experiment", "evolve", "neuron", "space", "optimizer", "open_run"]
 
@@ -40,10 +40,16 @@ def _protocol(protocol, overrides: dict):
         for key, value in dotted.items():
             protocol_module.set_path(data, key, value)
         return protocol_module.from_dict(data, "<python>")
-    text = str(protocol)
-    if "\n" not in text and Path(text).suffix in (".yaml", ".yml"):
-        return protocol_module.load(text, dotted)
-    return protocol_module.parse(text, "<python>", dotted)
+    if isinstance(protocol, Path) or isinstance(protocol, str) and "\n" not in protocol and \
+            Path(protocol).suffix in (".yaml", ".yml"):
+        return protocol_module.load(str(protocol), dotted)
+    if not isinstance(protocol, str):
+        raise ProtocolError(f"expected a protocol (a .yaml file's path, YAML text or a dict), got a "
+                            f"{type(protocol).__name__}")
+    if "\n" not in protocol and ":" not in protocol:  # one line and no field: meant as a file's path
+        hint = f"; did you mean {protocol}.yaml?" if Path(protocol + ".yaml").is_file() else ""
+        raise ProtocolError(f"{protocol}: not a protocol file (a protocol file's name ends in .yaml){hint}")
+    return protocol_module.parse(protocol, "<python>", dotted)
 
 
 def experiment(protocol, **overrides):
@@ -70,9 +76,7 @@ def run(protocol, out: str | Path | None = None, progress: bool = True, overwrit
     if built.writes_directory:
         raise ProtocolError(f"{built.protocol.source}: a sweep writes a folder of logs: use experiment(...).run(folder)")
     path = Path(out) if out is not None else unique_output(built.default_output())
-    if path.exists() and not overwrite:
-        raise ClosedLoopError(f"{path}: exists; a log is never overwritten unless you ask (overwrite=True)")
-    built.run(path, progress=progress)
+    built.run(path, progress=progress, overwrite=overwrite)
     return open_run(path, analyse=True)
 
 
@@ -82,9 +86,10 @@ def open_run(path, analyse: bool = False):
     from closedloop.recording import open_run as open_log
 
     numbers = None
-    if analyse:
+    if analyse:  # the analysis opens the log itself (and may clear a killed writer's marks in it)
         from closedloop.analysis import analyze
 
+        open_log(path).close()  # what is not a log is refused in one line before anything is written
         numbers = analyze(path)
     log = open_log(path)
     log.numbers = numbers
@@ -98,6 +103,8 @@ def _component(role: str, kind: str, seed: int, fields: dict, **context):
         cls = registry.lookup(role, kind)
     except KeyError as exc:
         raise ProtocolError(f"{role}: {exc.args[0]}") from None
+    if not isinstance(plain(seed), int) or isinstance(seed, bool) or plain(seed) < 0:
+        raise ProtocolError(f"{role}: seed: a whole number of at least 0, got {seed!r}")
     config = protocol_module.validate(f"<python {role}>", role, cls.Config, fields)
     try:
         return cls(config, seed, **context)
@@ -117,19 +124,29 @@ def space(kind: str, seed: int = 0, **fields):
 
 def optimizer(kind: str, space, neuron=None, seed: int = 0, **fields):
     """An ask/tell optimizer over `space`: `z = opt.ask()`, then `opt.tell(z, responses)` (maximises)."""
+    from closedloop.neurons.base import Neuron
+    from closedloop.spaces.base import StimulusSpace
+
+    if not isinstance(space, StimulusSpace):
+        raise ProtocolError(f"optimizer: space: expected a space object (closedloop.space(...)), got a "
+                            f"{type(space).__name__}")
+    if neuron is not None and not isinstance(neuron, Neuron):
+        raise ProtocolError(f"optimizer: neuron: expected a neuron object (closedloop.neuron(...)), got a "
+                            f"{type(neuron).__name__}")
     return _component("optimizer", kind, seed, fields, space=space, neuron=neuron)
 
 
 def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: tuple[int, ...] | None = None,
            value_range: tuple[float, float] = (0.0, 1.0), space: dict | None = None,
            optimizer: dict | None = None, repeats: int = 1, seed: int = 0, out: str | Path | None = None,
-           progress: bool = True, **settings):
+           progress: bool = True, overwrite: bool = False, **settings):
     """Evolve, black-box, the stimulus a unit prefers, in the spirit of Lucent's render_vis.
 
     `model` is a torch module in memory (give `input_shape`, the shape of one stimulus, and the
     `value_range` it expects) or a zoo model's name; `unit` is "layer:channel" ("" for the model's
     output: ":5"), or a zoo unit name. The space defaults to 1/f colour gratings of the input's
-    size; the optimizer to CMA-ES, the default for network units. Returns the analysed `Run`.
+    size; the optimizer to CMA-ES, the default for network units. An existing `out` is replaced only
+    with `overwrite=True`. Returns the analysed `Run`.
     """
     from closedloop import zoo
 
@@ -140,6 +157,9 @@ def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: t
             card = zoo.card(model)
         except ValueError as exc:
             raise ProtocolError(f"evolve: model: {exc}") from None
+        if input_shape is not None:
+            raise ProtocolError(f"evolve: input_shape: the zoo model {model!r} takes {tuple(card.input_shape)}; give "
+                                f"input_shape only for a module of your own")
         shape, value_range = tuple(card.input_shape), tuple(card.value_range)
     else:
         import torch
@@ -149,10 +169,19 @@ def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: t
                                 f"{type(model).__name__}")
         if input_shape is None:
             raise ProtocolError("evolve: input_shape: required for a module in memory (the shape of one stimulus)")
+        if not isinstance(input_shape, (tuple, list)) or not input_shape or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in plain(list(input_shape))):
+            raise ProtocolError(f"evolve: input_shape: the shape of one stimulus as a tuple of sizes, e.g. (3, 64, 64); "
+                                f"got {input_shape!r}")
+        input_shape = tuple(plain(list(input_shape)))
         section["model"] = zoo.add(model, input_shape=input_shape, value_range=value_range)
         shape = tuple(input_shape)
     if unit is not None and not isinstance(unit, str):
         raise ProtocolError(f"evolve: unit: expected 'layer:channel' or a zoo unit's name, got {unit!r}")
+    if not isinstance(model, str) and (unit is None or ":" not in unit):
+        given = "missing" if unit is None else f"{unit!r} has no ':'"
+        raise ProtocolError(f"evolve: unit: {given}; for a module of your own give 'layer:channel' (a layer's name in "
+                            f"named_modules(), e.g. '2:0'), or ':channel' for the model's output")
     if unit is not None and ":" in unit:
         layer, _, channel = unit.rpartition(":")
         if not channel.isdigit():
@@ -164,7 +193,7 @@ def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: t
                 "budget": budget, "generations": None, "repeats": repeats, **settings}
     if optimizer is not None:
         protocol["optimizer"] = optimizer
-    return run(protocol, out=out, progress=progress)
+    return run(protocol, out=out, progress=progress, overwrite=overwrite)
 
 
 def default_space(shape: tuple[int, ...], value_range=(0.0, 1.0)) -> dict:

@@ -12,7 +12,7 @@ import torch
 
 import closedloop
 from closedloop.cli import main
-from closedloop.errors import ProtocolError
+from closedloop.errors import ClosedLoopError, ProtocolError
 from closedloop.recording import open_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,6 +183,77 @@ def test_python_misuse_is_a_closedloop_error_and_never_overwrites_a_log(tmp_path
         with pytest.raises(ProtocolError, match=message):
             call()
     assert not (tmp_path / "one.h5").exists()
+
+
+def test_an_experiment_runs_once_and_replaces_a_log_only_when_asked(tmp_path):
+    """A second run of one experiment would continue its neuron's and optimizer's state: not the
+    same trials under the same seed, so it is refused; so is an existing log, unless asked."""
+    from closedloop.errors import ClosedLoopError
+
+    experiment = closedloop.experiment(SMALL_LNP)
+    experiment.run(tmp_path / "a.h5", progress=False)
+    with pytest.raises(ClosedLoopError, match="this experiment has run already"):
+        experiment.run(tmp_path / "b.h5", progress=False)
+    assert not (tmp_path / "b.h5").exists()
+    before = (tmp_path / "a.h5").read_bytes()
+    with pytest.raises(ClosedLoopError, match=r"a.h5: exists; a log is never overwritten unless you ask"):
+        closedloop.experiment(SMALL_LNP).run(tmp_path / "a.h5", progress=False)
+    assert (tmp_path / "a.h5").read_bytes() == before
+    closedloop.experiment(SMALL_LNP).run(tmp_path / "a.h5", progress=False, overwrite=True)
+    with open_run(tmp_path / "a.h5") as again, h5py.File(tmp_path / "b.h5", "w"):
+        assert again.status == "complete"
+    assert closedloop.experiment(SMALL_LNP).default_output() == Path("data/evolve.h5")  # not data/<python>.h5
+
+
+def test_two_modules_of_one_class_are_two_models(tmp_path):
+    """Two torch.nn.Sequential in one notebook: each log names (and rebuilds) its own module."""
+    torch.manual_seed(0)
+    first, second = (torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)) for _ in range(2))
+    logs = []
+    for k, net in enumerate((first, second, first)):
+        run = closedloop.evolve(net, "0:1", input_shape=(1, 8, 8), budget=40, progress=False, out=tmp_path / f"{k}.h5",
+                                optimizer={"kind": "random", "popsize": 10})
+        logs.append((run.config["neuron"]["model"], run.trials["response"].to_numpy()))
+        with pytest.raises(ClosedLoopError, match="exists; a log is never overwritten"):
+            closedloop.evolve(net, "0:1", input_shape=(1, 8, 8), budget=40, progress=False, out=tmp_path / f"{k}.h5")
+        rebuilt = run.build("neuron")
+        logged = run.trials.set_index("stimulus")["response"].sort_index().to_numpy()[:10]
+        np.testing.assert_allclose(rebuilt.present(run.rendered(np.arange(10)), 1).responses[:, 0], logged, rtol=1e-5)
+        run.close()
+    assert [name for name, _ in logs] == ["Sequential", "Sequential-2", "Sequential"]
+    assert not np.allclose(logs[0][1], logs[1][1])
+    assert closedloop.evolve(second, "0:1", input_shape=(1, 8, 8), budget=40, progress=False, out=tmp_path / "0.h5",
+                             overwrite=True, optimizer={"kind": "random", "popsize": 10}).config["neuron"]["model"] \
+        == "Sequential-2"
+
+
+def test_arguments_by_hand_are_checked_in_one_line():
+    cell, space = closedloop.neuron("lnp", size=8), closedloop.space("fourier", size=8, max_frequency=0.25)
+    for call, message in [
+        (lambda: cell.present(np.zeros((8, 8)), 2), r"stimuli of shape \(8, 8\); expected a batch \(n, 8, 8\); one stimulus s: s\[None\]"),
+        (lambda: cell.present(np.full((2, 8, 8), np.nan), 2), r"stimuli: NaN or Inf values in rows \[0, 1\]"),
+        (lambda: cell.present(np.zeros((2, 8, 8)), "2"), "repeats: a whole number of at least 1, got '2'"),
+        (lambda: cell.present(np.zeros((2, 8, 8)), 0), "repeats: a whole number of at least 1, got 0"),
+        (lambda: space.render(np.full((1, space.dim), np.inf)), r"render: NaN or Inf latents in rows \[0\]"),
+        (lambda: space.encode(np.zeros((8, 8))), r"encode: stimuli of shape \(8, 8\); expected a batch \(n, 8, 8\)"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert space.render(np.zeros((0, space.dim))).shape == (0, 8, 8)
+    assert cell.present(np.zeros((2, 8, 8)), np.int64(2)).responses.shape == (2, 2)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    for call, message in [
+        (lambda: closedloop.optimizer("cmaes", "fourier"), "optimizer: space: expected a space object"),
+        (lambda: closedloop.run("protocols/quickstart"), "not a protocol file .*; did you mean protocols/quickstart.yaml"),
+        (lambda: closedloop.run(cell), r"expected a protocol \(a .yaml file's path, YAML text or a dict\), got a LNPCell"),
+        (lambda: closedloop.evolve(net, "0", input_shape=(1, 8, 8)), "unit: '0' has no ':'; for a module of your own"),
+        (lambda: closedloop.evolve(net, input_shape=(1, 8, 8)), "unit: missing; for a module of your own"),
+        (lambda: closedloop.evolve(net, ":0", input_shape=24), "input_shape: the shape of one stimulus as a tuple"),
+        (lambda: closedloop.evolve("digits", "class3", input_shape=(3, 8, 8)), "the zoo model 'digits' takes \\(1, 8, 8\\)"),
+        (lambda: closedloop.neuron("lnp", seed=1.5), "neuron: seed: a whole number of at least 0, got 1.5"),
+    ]:
+        with pytest.raises(ProtocolError, match=message):
+            call()
 
 
 @pytest.mark.parametrize("kind", ["cmaes", "genetic", "linear_model", "random", "finite_difference", "nevergrad"])

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -175,6 +176,20 @@ def test_client_reports_a_server_it_cannot_use(tmp_path):
             thread.join(30)
             assert replies and replies[0]["version"] == wire.VERSION
             assert ("version 7" in str(caught.value)) if name == "version" else isinstance(caught.value, NeuronStopped)
+
+
+def test_no_server_is_reported_after_connect_timeout_not_the_run_timeout(tmp_path, capsys):
+    """Nothing listens: the first hello gives up after connect_timeout (default 30 s), not after the
+    10 minutes a rig may take to answer a batch; nothing is logged."""
+    with zmq.Context() as context, context.socket(zmq.REP) as socket:
+        port = socket.bind_to_random_port("tcp://127.0.0.1")  # a free port, closed again before the run
+    remote = write_protocol(tmp_path, "r.yaml", {"kind": "remote", "address": f"tcp://127.0.0.1:{port}",
+                                                "connect_timeout": 1.5})
+    started = time.monotonic()
+    assert run(remote, tmp_path / "r.h5") == NeuronStopped.exit_code
+    assert time.monotonic() - started < 20
+    assert "no answer to hello within 1.5 s (neuron.connect_timeout); is the server running?" in capsys.readouterr().err
+    assert not (tmp_path / "r.h5").exists()
 
 
 def test_loopback_only_without_keys(tmp_path, capsys):

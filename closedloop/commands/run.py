@@ -62,7 +62,7 @@ def execute(args) -> int:
     again = (f"continue with: closedloop resume {out}" if experiment.resumable
              else f"run it again to redo it: closedloop run {args.protocol}")
     try:
-        summary = experiment.run(out, progress=not args.quiet)
+        summary = experiment.run(out, progress=not args.quiet, overwrite=args.overwrite)
     except RunFailed as exc:
         if out.is_file() and not experiment.writes_directory:
             raise RunFailed(f"{exc}; the log keeps every generation before it: {again}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from closedloop.component import Settings
-from closedloop.errors import Interrupted, InvalidValueError, NeuronStopped, ProtocolError
+from closedloop.errors import ClosedLoopError, Interrupted, InvalidValueError, NeuronStopped, ProtocolError
 from closedloop.recording.writer import RunWriter, parameter_columns
 
 
@@ -19,6 +20,26 @@ class ExperimentSettings(Settings):
     seed: int = Field(0, ge=0, le=2**63 - 1, description="fixes every random draw of the run")
     output: str | None = Field(None, description="run log path; default data/<protocol name>.h5")
     record_rendered: bool | None = Field(None, description="log every rendered stimulus; default when small")
+
+
+def guarded_run(run):
+    """run(path, ..., overwrite=False) for every kind: an experiment runs once (its neuron and
+    optimizer carry that run's state, so a second run would not repeat the first under the same
+    seed), and an existing log is replaced only when asked (or continued, with resume=True)."""
+
+    @functools.wraps(run)
+    def guarded(self, path=None, *args, overwrite: bool = False, **kwargs):
+        if self.ran:
+            raise ClosedLoopError(f"{self.protocol.source}: this experiment has run already, and its neuron and "
+                                  f"optimizer kept that run's state: build a new one to run it again")
+        if (path is not None and not self.writes_directory and not kwargs.get("resume") and not overwrite
+                and Path(path).exists()):
+            raise ClosedLoopError(f"{path}: exists; a log is never overwritten unless you ask (overwrite=True)")
+        self.ran = True
+        return run(self, path, *args, **kwargs)
+
+    guarded.guards_run = True
+    return guarded
 
 
 class Experiment:
@@ -32,6 +53,13 @@ class Experiment:
     analysis: ClassVar[str | None] = None  # module with analyze(run, out_dir); default closedloop.analysis.<kind>
     # True for a kind that writes a directory of logs it resumes into (a sweep), not one log
     writes_directory: ClassVar[bool] = False
+    ran: bool = False  # run() was called: an experiment runs once
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None and not getattr(run, "guards_run", False):
+            cls.run = guarded_run(run)
 
     def __init__(self, protocol):
         self.protocol = protocol
@@ -76,7 +104,11 @@ class Experiment:
     def default_output(self) -> Path:
         if self.settings.output:
             return Path(self.settings.output)
-        return Path("data") / f"{Path(self.protocol.source).stem}.h5"
+        source = self.protocol.source
+        if source.startswith("<"):  # a protocol from Python (a dict or YAML text) has no file name
+            model = self.neuron.config.model if self.neuron is not None and self.neuron.kind == "dnn" else None
+            return Path("data") / f"{self.kind}{'-' + model if model else ''}.h5"
+        return Path("data") / f"{Path(source).stem}.h5"
 
     def open_log(self, path, state_shapes: dict[str, int] | None = None, created: str | None = None,
                  columns: tuple[str, ...] = ()) -> RunWriter:

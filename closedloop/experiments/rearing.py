@@ -161,7 +161,7 @@ class RearingExperiment(Experiment):
                     if spec["state"] == "resumable":
                         result = experiment.run(spec["log"], progress=progress, resume=True)
                     else:
-                        result = experiment.run(spec["log"], progress=progress)
+                        result = experiment.run(spec["log"], progress=progress, overwrite=True)  # redone
                     ran += 1
                     if result.get("status") != "complete":
                         status = result.get("status", "failed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import numbers
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -59,7 +61,14 @@ class Neuron(Component):
     # ("digit", 3), ("word", "yes"), ("pitch", 440.0); None for a cell that names no category
     claim: tuple | None = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        present = cls.__dict__.get("present")
+        if present is not None and not getattr(present, "checks_arguments", False):
+            cls.present = checked_present(present)
+
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
+        """Show each stimulus `repeats` times (every kind's present checks its arguments first)."""
         raise NotImplementedError
 
     def gradient(self, stimuli: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +86,31 @@ class Neuron(Component):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         if state:
             raise NotImplementedError(f"neuron kind {self.kind!r} keeps no state")
+
+
+def check_stimuli(neuron, stimuli) -> None:
+    """A batch of finite stimuli of the neuron's shape, or one line saying what is wrong."""
+    shape, wanted = np.shape(stimuli), tuple(neuron.stimulus_shape)
+    if shape[1:] != wanted:
+        one = "; one stimulus s: s[None]" if shape == wanted else ""
+        raise ValueError(f"stimuli of shape {shape}; expected a batch (n, {', '.join(map(str, wanted))}){one}")
+    bad = np.unique(np.nonzero(~np.isfinite(np.asarray(stimuli, dtype=np.float64)))[0])
+    if len(bad):
+        raise ValueError(f"stimuli: NaN or Inf values in rows {bad[:5].tolist()}{'...' if len(bad) > 5 else ''}")
+
+
+def checked_present(present):
+    """present(stimuli, repeats), refusing what no neuron can be shown before it is shown."""
+
+    @functools.wraps(present)
+    def checked(self, stimuli, repeats):
+        check_stimuli(self, stimuli)
+        if not isinstance(repeats, numbers.Integral) or isinstance(repeats, bool) or repeats < 1:
+            raise ValueError(f"repeats: a whole number of at least 1, got {repeats!r}")
+        return present(self, stimuli, int(repeats))
+
+    checked.checks_arguments = True
+    return checked
 
 
 def interleaved_order(n: int, repeats: int, rng: np.random.Generator) -> np.ndarray:

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from closedloop.component import ImportTarget, Level, ProtocolPath, Settings
 from closedloop.errors import reason
-from closedloop.neurons.base import Neuron, Trials, interleaved_order
+from closedloop.neurons.base import Neuron, Trials, check_stimuli, interleaved_order
 from closedloop.registry import register
 
 MAX_STIMULUS_VALUES = 10_000_000  # values in one stimulus of an imported model: 40 MB of float32
@@ -293,9 +293,8 @@ class DNNUnit(Neuron):
                              f"{tuple(probe.shape)}): {reason(exc)}") from None
 
     def _as_batch(self, stimuli) -> np.ndarray:
+        check_stimuli(self, stimuli)
         stimuli = np.asarray(stimuli, dtype=np.float32)
-        if stimuli.shape[1:] != self.stimulus_shape:
-            raise ValueError(f"stimuli of shape {stimuli.shape[1:]}, expected {self.stimulus_shape}")
         return stimuli
 
     def activation(self, stimuli) -> np.ndarray:

@@ -142,8 +142,6 @@ class LNPCell(Neuron):
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         stimuli = np.asarray(stimuli, dtype=np.float64)
-        if stimuli.shape[1:] != self.stimulus_shape:
-            raise ValueError(f"stimuli of shape {stimuli.shape[1:]}, expected {self.stimulus_shape}")
         cfg, n = self.config, len(stimuli)
         rng = self.rng(self.calls)
         self.calls += 1

@@ -42,6 +42,8 @@ class RemoteSettings(Settings):
     timeout: float = Field(600.0, gt=0, le=86_400, description="s to wait for an answer, sending again meanwhile, before the "
                                                     "run stops as interrupted (resumable); longer than a batch takes "
                                                     "at the rig (400 trials of 300 ms: 2 minutes)")
+    connect_timeout: float = Field(30.0, gt=0, le=86_400, description="s to wait for the first answer (the hello), "
+                                   "when shorter than timeout, before giving up: nothing is logged until then")
     retry: float = Field(1.0, gt=0, le=3600, description="s before an unanswered request is sent again (doubling up to 30 s)")
     keys: str | None = Field(None, description="folder with server.key and client.key_secret (CurveZMQ, from "
                                                "`closedloop keys`); required unless the address is loopback")
@@ -86,8 +88,6 @@ class RemoteNeuron(Neuron):
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         stimuli = np.asarray(stimuli, dtype=self.config.dtype)
-        if stimuli.shape[1:] != self.stimulus_shape:
-            raise ValueError(f"stimuli of shape {stimuli.shape[1:]}, expected {self.stimulus_shape}")
         n, size = len(stimuli), len(stimuli) * repeats
         out = {name: np.full(size, np.nan) for name in ("responses", "t_start", "clean", "rig_trial", "rig_time",
                                                         *self.served_columns)}
@@ -150,7 +150,8 @@ class RemoteNeuron(Neuron):
     def _open(self) -> None:
         """Say hello: learn (or, after a restart, check) what is served, and restore its state."""
         try:
-            header, arrays = self._call("hello")
+            first = self.served is None and self.config.connect_timeout < self.config.timeout
+            header, arrays = self._call("hello", timeout=self.config.connect_timeout if first else None)
         except Refused as exc:
             raise ClosedLoopError(f"neuron: {self.config.address} refused the handshake: [{exc.code}] {exc}") from None
         served = _description(header, self.config.address)
@@ -204,9 +205,11 @@ class RemoteNeuron(Neuron):
 
     # --- one request and its answer ---
 
-    def _call(self, kind: str, arrays=None, **fields):
+    def _call(self, kind: str, arrays=None, timeout: float | None = None, **fields):
         """Send until answered (a fresh socket each time, the Lazy Pirate pattern) or timed out."""
         import zmq
+
+        timeout, field = (self.config.timeout, "timeout") if timeout is None else (timeout, "connect_timeout")
 
         self.request += 1
         header = {"type": kind, "request": self.request, **fields}
@@ -217,7 +220,7 @@ class RemoteNeuron(Neuron):
         if kind != "hello" and size > self.max_bytes:
             raise ClosedLoopError(f"{self.config.address}: a {kind} request of {size} bytes exceeds the server's "
                                   f"limit of {self.max_bytes} (closedloop serve --max-message); present fewer stimuli")
-        deadline, wait = time.monotonic() + self.config.timeout, self.config.retry
+        deadline, wait = time.monotonic() + timeout, self.config.retry
         while True:
             socket = self._connect()
             socket.sndtimeo = int(1000 * max(0.0, min(wait, deadline - time.monotonic())))
@@ -230,8 +233,8 @@ class RemoteNeuron(Neuron):
                 return self._answer(socket.recv_multipart(copy=False), kind)
             self.close()  # a REQ socket without an answer cannot send again: the request goes on a new one
             if time.monotonic() >= deadline:
-                raise NeuronStopped(f"{self.config.address}: no answer to {kind} within {self.config.timeout:g} s "
-                                  f"(neuron.timeout); is the server running?")
+                raise NeuronStopped(f"{self.config.address}: no answer to {kind} within {timeout:g} s "
+                                  f"(neuron.{field}); is the server running?")
             wait = min(2 * wait, MAX_RETRY_WAIT)
 
     def _connect(self):

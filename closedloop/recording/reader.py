@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -56,11 +58,11 @@ class Run:
         run.stimulus_means(), run.optimum(), run.best_per_generation(), run.ground_truth()
         run.numbers       the analysis' key numbers, when it was analysed (closedloop.run does)
 
-    Tables are read on first use; `refresh()` re-reads a log that is still being written. Close
-    it (or use `with open_run(path) as run:`) to release the file.
+    Tables are read on first use; each access gives a copy, yours to edit. `refresh()` re-reads a
+    log that is still being written. Close it (or use `with open_run(path) as run:`) to release the file.
     """
 
-    numbers: dict | None = None
+    _numbers: dict | None = None
 
     def __init__(self, path):
         self.path = Path(path)
@@ -127,7 +129,7 @@ class Run:
             return f"<closedloop Run {str(self.path)!r} (closed)>"
         neuron = self.config.get("neuron", {}).get("kind", "?")
         return (f"<closedloop Run {str(self.path)!r}: {self.kind} of a {neuron} neuron, {self.status}, "
-                f"{self.file['trials/response'].shape[0]} presentations, {len(self.generations)} generations>")
+                f"{self.file['trials/response'].shape[0]} presentations, {len(self._generations)} generations>")
 
     def __enter__(self):
         return self
@@ -149,8 +151,8 @@ class Run:
     def refresh(self):
         """See what a writer appended since the log was opened (SWMR)."""
         self.file.visititems(lambda name, item: item.refresh() if isinstance(item, h5py.Dataset) else None)
-        self.__dict__.pop("trials", None)
-        self.__dict__.pop("generations", None)
+        self.__dict__.pop("_trials", None)
+        self.__dict__.pop("_generations", None)
 
     def describe(self, path: str) -> tuple[str, str]:
         """(units, description) of a dataset of the log, e.g. "trials/response": its attributes,
@@ -209,10 +211,32 @@ class Run:
     def config(self) -> dict[str, dict]:
         return {role: json.loads(text) for role, text in self.file["config"].attrs.items()}  # checked on opening
 
-    @cached_property
+    @property
+    def numbers(self) -> dict:
+        """The key numbers of the run's analysis (what its report shows)."""
+        if self._numbers is None:
+            raise ClosedLoopError(f"{self.path}: this Run was not analysed, so it has no numbers: open it with "
+                                  f"closedloop.open_run(path, analyse=True), or use closedloop.run (which analyses)")
+        return self._numbers
+
+    @numbers.setter
+    def numbers(self, value: dict | None):
+        self._numbers = value  # None: not analysed
+
+    @property
     def trials(self) -> pd.DataFrame:
         """One row per presentation, in presentation order, with the stimulus parameters joined
-        when the stimuli are parametric; units and descriptions in `.attrs`."""
+        when the stimuli are parametric; units and descriptions in `.attrs`. A copy: editing it
+        changes nothing the Run or its analyses see."""
+        return self._trials.copy()
+
+    @property
+    def generations(self) -> pd.DataFrame:
+        """One row per complete generation; units and descriptions in `.attrs`. A copy, as `trials`."""
+        return self._generations.copy()
+
+    @cached_property
+    def _trials(self) -> pd.DataFrame:
         group = self.file["trials"]
         logged = [name for name in group if isinstance(group[name], h5py.Dataset)]
         paths = [f"trials/{name}" for name in [*[c for c in TRIAL_COLUMNS if c in logged],
@@ -243,8 +267,7 @@ class Run:
         return _with_units(frame, units)
 
     @cached_property
-    def generations(self) -> pd.DataFrame:
-        """One row per complete generation; units and descriptions in `.attrs`."""
+    def _generations(self) -> pd.DataFrame:
         group = self.file["generations"]
         columns = [name for name in group if group[name].ndim == 1]
         columns = [*[c for c in GENERATION_COLUMNS if c in columns], *[c for c in columns if c not in GENERATION_COLUMNS]]
@@ -310,7 +333,11 @@ class Run:
         return self._read("stimuli/generation")
 
     def stimuli_of_generation(self, generation: int) -> np.ndarray:
-        return np.nonzero(self.stimulus_generation == generation)[0]
+        """The stimuli made for a generation (-1: the reference stimuli, when the run showed some)."""
+        made = self.stimulus_generation
+        low = -1 if np.any(made == -1) else 0
+        generation = self._number(generation, "generations", low, int(made.max()) + 1 if made.size else 0)
+        return np.nonzero(made == generation)[0]
 
     @property
     def recommended(self) -> np.ndarray:
@@ -346,6 +373,20 @@ class Run:
             raise IndexError(f"{self.path}: stimulus numbers run from 0 to {count - 1}; got {shown}")
         return indices.astype(np.int64)
 
+    def _number(self, value, what: str, low: int, end: int) -> int:
+        """`value` as an int from `low` to `end - 1`, or an IndexError that names the valid range."""
+        integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+        if integer and low <= value < end:
+            return int(value)
+        valid = f"{what} run from {low} to {end - 1}" if end > low else f"no {what} are logged yet"
+        raise IndexError(f"{self.path}: {valid}; got {int(value) if integer else shorten(repr(value), 40)}")
+
+    def _unknown(self, what: str, value, valid) -> ClosedLoopError:
+        close = difflib.get_close_matches(value, valid, n=1) if isinstance(value, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ClosedLoopError(f"{self.path}: unknown {what} {shorten(repr(value), 40)}{hint} "
+                               f"(one of: {', '.join(valid)})")
+
     def _space(self):
         if "_space_built" not in self.__dict__:
             space = None
@@ -364,11 +405,15 @@ class Run:
 
         protocol = protocol_module.parse(self.protocol, f"{self.path} (its protocol)",
                                          allowed_imports=allowed_imports, directory=self.protocol_dir or None)
+        if not isinstance(role, str) or role not in protocol.sections:
+            raise self._unknown("role", role, list(protocol.sections))
         return protocol.build(role)
 
     def spike_times(self, trial: int) -> np.ndarray:
-        start = int(self.file["trials/spike_start"][trial])
-        count = int(self.file["trials/spike_count"][trial])
+        """The spike times of a presentation (a row of `trials`)."""
+        trials = self._trials
+        trial = self._number(trial, "trial numbers", 0, len(trials))
+        start, count = int(trials["spike_start"].iat[trial]), int(trials["spike_count"].iat[trial])
         return self.file["spikes/times"][start:start + count]
 
     def ground_truth(self) -> dict[str, np.ndarray]:
@@ -393,7 +438,9 @@ class Run:
 
     def stimulus_means(self, phase: str = "search") -> pd.DataFrame:
         """Mean, spread, count and standard error of the responses to each stimulus."""
-        trials = self.trials[self.trials["phase"] == phase]
+        if not isinstance(phase, str) or phase not in PHASES:
+            raise self._unknown("phase", phase, list(PHASES))
+        trials = self._trials[self._trials["phase"] == phase]
         means = means_by_stimulus(trials["stimulus"].to_numpy(), trials["response"].to_numpy())
         unit = self.response_unit
         return _with_units(means, {"mean": (unit, "mean response"), "std": (unit, "standard deviation"),
@@ -414,7 +461,7 @@ class Run:
             return {"response": float(retest.loc[top, "mean"]), "stimulus": int(top), "retested": True,
                     "sem": float(retest.loc[top, "sem"]), "repeats": int(retest.loc[top, "n"]),
                     "candidates": int(len(retest))}
-        generations = self.generations
+        generations = self._generations
         if generations.empty or not np.isfinite(generations["best"].iloc[-1]):
             return None
         last = generations.iloc[-1]
@@ -438,4 +485,6 @@ def means_by_stimulus(stimulus: np.ndarray, response: np.ndarray) -> pd.DataFram
 
 def open_run(path) -> Run:
     """The run log at `path`, read (see Run)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise LogError(f"open_run: expected the path of a run log (a str or Path), got {shorten(repr(path), 60)}")
     return Run(path)

@@ -11,7 +11,7 @@ from closedloop.component import Component
 
 
 def checked_render(render):
-    """render(z), refusing latents of the wrong shape in one line (not a reshape error inside)."""
+    """render(z), refusing latents of the wrong shape or NaN in one line (not an error from inside)."""
 
     @functools.wraps(render)
     def checked(self, z):
@@ -19,7 +19,26 @@ def checked_render(render):
         if len(shape) != 2 or shape[1] != self.dim:
             raise ValueError(f"render: latent vectors of shape {shape}; expected (n, {self.dim}), one per row "
                              f"(one vector v: render(v[None]))")
+        bad = np.unique(np.nonzero(~np.isfinite(np.asarray(z, dtype=np.float64)))[0])
+        if len(bad):
+            raise ValueError(f"render: NaN or Inf latents in rows {bad[:5].tolist()}{'...' if len(bad) > 5 else ''}")
+        if shape[0] == 0:
+            return np.zeros((0, *self.stimulus_shape))
         return render(self, z)
+
+    checked.checks_arguments = True
+    return checked
+
+
+def checked_encode(encode):
+    """encode(stimuli), refusing stimuli of another shape in one line."""
+
+    @functools.wraps(encode)
+    def checked(self, stimuli):
+        shape, wanted = np.shape(stimuli), tuple(self.stimulus_shape)
+        if shape[1:] != wanted:
+            raise ValueError(f"encode: stimuli of shape {shape}; expected a batch (n, {', '.join(map(str, wanted))})")
+        return encode(self, stimuli)
 
     checked.checks_arguments = True
     return checked
@@ -32,9 +51,10 @@ class StimulusSpace(Component):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        render = cls.__dict__.get("render")
-        if render is not None and not getattr(render, "checks_arguments", False):
-            cls.render = checked_render(render)
+        for name, check in (("render", checked_render), ("encode", checked_encode)):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "checks_arguments", False):
+                setattr(cls, name, check(method))
 
     dim: int = 0
     stimulus_shape: tuple[int, ...] = ()

@@ -59,7 +59,7 @@ def run_one(task: dict) -> dict:
             protocol = protocol_module.parse(task["text"], task["source"], directory=task.get("directory") or None)
             experiment = protocol.experiment_cls(protocol)
             limit_threads()  # building the neuron may have imported torch or Brian2
-            experiment.run(task["log"], progress=False)
+            experiment.run(task["log"], progress=False, overwrite=True)  # an incomplete log is redone
             row = measure(task["log"], task["text"])
             row["error"] = ""
         except Exception as exc:  # noqa: BLE001 -- one failed run must not end the sweep

@@ -100,15 +100,20 @@ _lock = threading.Lock()
 def add(module: torch.nn.Module, input_shape: tuple[int, ...], value_range=(0.0, 1.0), modality: str = "image",
         sample_rate: int | None = None, name: str | None = None) -> str:
     """Make a torch module in memory usable as `neuron: {kind: dnn, model: NAME, layer: ..., channel: ...}`
-    in this process (closedloop.evolve does this). Returns NAME (default: the module's class name).
-    A run of it can be resumed only in a process that has added the same module again."""
-    name = name or type(module).__name__
+    in this process (closedloop.evolve does this). Returns NAME (default: the module's class name,
+    numbered -2, -3, ... for another module of the same class, so that a log names the module that
+    made it). A run of it can be resumed only in a process that has added the same module again."""
     if name in MODEL_NAMES:
         raise ValueError(f"{name!r} is a zoo model's name; give another name")
-    model = ZooModel(name=name, input_shape=tuple(input_shape), value_range=tuple(value_range), modality=modality,
-                     sample_rate=sample_rate, default_unit="", description=f"{type(module).__name__}, added from Python")
     network = module.float().eval()
     with _lock:
+        if name is None:
+            name, number = type(module).__name__, 1
+            while name in MODEL_NAMES or (name in _cache and _cache[name].module is not network):
+                number += 1
+                name = f"{type(module).__name__}-{number}"
+        model = ZooModel(name=name, input_shape=tuple(input_shape), value_range=tuple(value_range), modality=modality,
+                         sample_rate=sample_rate, default_unit="", description=f"{type(module).__name__}, added from Python")
         _cards[name] = model
         _cache[name] = replace(model, module=network)
     return name
