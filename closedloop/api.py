@@ -139,14 +139,15 @@ def optimizer(kind: str, space, neuron=None, seed: int = 0, **fields):
 def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: tuple[int, ...] | None = None,
            value_range: tuple[float, float] = (0.0, 1.0), space: dict | None = None,
            optimizer: dict | None = None, repeats: int = 1, seed: int = 0, out: str | Path | None = None,
-           progress: bool = True, overwrite: bool = False, **settings):
+           progress: bool = True, overwrite: bool = False, neuron: dict | None = None, **settings):
     """Evolve, black-box, the stimulus a unit prefers, in the spirit of Lucent's render_vis.
 
     `model` is a torch module in memory (give `input_shape`, the shape of one stimulus, and the
     `value_range` it expects) or a zoo model's name; `unit` is "layer:channel" ("" for the model's
     output: ":5"), or a zoo unit name. The space defaults to 1/f colour gratings of the input's
-    size; the optimizer to CMA-ES, the default for network units. An existing `out` is replaced only
-    with `overwrite=True`. Returns the analysed `Run`.
+    size; the optimizer to CMA-ES, the default for network units. `neuron` sets more of the unit's
+    fields (`{"position": [3, 3], "noise": {"kind": "poisson"}}`: see `closedloop fields dnn`). An
+    existing `out` is replaced only with `overwrite=True`. Returns the analysed `Run`.
     """
     from closedloop import zoo
 
@@ -189,6 +190,14 @@ def evolve(model, unit: str | None = None, *, budget: int = 3000, input_shape: t
         section.update(layer=layer, channel=int(channel))
     elif unit is not None:
         section["unit"] = unit
+    if neuron is not None:
+        if not isinstance(neuron, dict):
+            raise ProtocolError(f"evolve: neuron: a dict of the unit's fields (closedloop fields dnn), got {neuron!r}")
+        taken = sorted(set(neuron) & set(section))
+        if taken:
+            raise ProtocolError(f"evolve: neuron: {', '.join(taken)}: set by evolve's own arguments (model, unit, "
+                                f"input_shape)")
+        section.update(neuron)
     protocol = {"kind": "evolve", "seed": seed, "neuron": section, "space": space or default_space(shape, value_range),
                 "budget": budget, "generations": None, "repeats": repeats, **settings}
     if optimizer is not None:

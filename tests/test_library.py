@@ -221,6 +221,10 @@ def test_two_modules_of_one_class_are_two_models(tmp_path):
         np.testing.assert_allclose(rebuilt.present(run.rendered(np.arange(10)), 1).responses[:, 0], logged, rtol=1e-5)
         run.close()
     assert [name for name, _ in logs] == ["Sequential", "Sequential-2", "Sequential"]
+    with closedloop.evolve(first, "0:1", input_shape=(1, 8, 8), budget=20, progress=False, out=tmp_path / "noisy.h5",
+                           optimizer={"kind": "random", "popsize": 10},
+                           neuron={"position": [2, 2], "noise": {"kind": "gaussian", "sigma": 0.5}}) as noisy:
+        assert noisy.config["neuron"]["position"] == [2, 2] and noisy.config["neuron"]["noise"]["sigma"] == 0.5
     assert not np.allclose(logs[0][1], logs[1][1])
     assert closedloop.evolve(second, "0:1", input_shape=(1, 8, 8), budget=40, progress=False, out=tmp_path / "0.h5",
                              overwrite=True, optimizer={"kind": "random", "popsize": 10}).config["neuron"]["model"] \
@@ -251,6 +255,8 @@ def test_arguments_by_hand_are_checked_in_one_line():
         (lambda: closedloop.evolve(net, ":0", input_shape=24), "input_shape: the shape of one stimulus as a tuple"),
         (lambda: closedloop.evolve("digits", "class3", input_shape=(3, 8, 8)), "the zoo model 'digits' takes \\(1, 8, 8\\)"),
         (lambda: closedloop.neuron("lnp", seed=1.5), "neuron: seed: a whole number of at least 0, got 1.5"),
+        (lambda: closedloop.evolve(net, "0:1", input_shape=(1, 8, 8), neuron={"layer": "0"}), "neuron: layer: set by evolve's"),
+        (lambda: closedloop.evolve(net, "0:1", input_shape=(1, 8, 8), neuron={"positon": [1, 1]}), "did you mean 'position'"),
     ]:
         with pytest.raises(ProtocolError, match=message):
             call()
