@@ -210,7 +210,6 @@ class RemoteNeuron(Neuron):
         import zmq
 
         timeout, field = (self.config.timeout, "timeout") if timeout is None else (timeout, "connect_timeout")
-
         self.request += 1
         header = {"type": kind, "request": self.request, **fields}
         if kind != "hello":

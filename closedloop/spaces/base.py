@@ -46,15 +46,8 @@ def checked_encode(encode):
 
 class StimulusSpace(Component):
     """Subclasses set `dim` and `stimulus_shape`, and declare what they can do: the loop and the
-    optimizers read these attributes and never probe. Every kind's render() checks the latents'
-    shape first."""
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name, check in (("render", checked_render), ("encode", checked_encode)):
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "checks_arguments", False):
-                setattr(cls, name, check(method))
+    optimizers read these attributes and never probe. Every kind's render() and encode() check
+    their arguments first."""
 
     dim: int = 0
     stimulus_shape: tuple[int, ...] = ()
@@ -68,6 +61,13 @@ class StimulusSpace(Component):
     centre: np.ndarray | None = None
     can_encode: ClassVar[bool] = False  # encode(stimuli) is implemented
     differentiable: ClassVar[bool] = False  # render_torch(z) is implemented (white-box ascent through it)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, check in (("render", checked_render), ("encode", checked_encode)):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "checks_arguments", False):
+                setattr(cls, name, check(method))
 
     def render(self, z: np.ndarray) -> np.ndarray:
         """(n, dim) latent vectors -> (n, *stimulus_shape) stimuli."""
