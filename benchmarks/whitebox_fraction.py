@@ -51,12 +51,12 @@ BLACK_BOX = {"linear_model": {"kind": "linear_model"},
              "genetic": {"kind": "genetic", "popsize": 20}}
 
 
-def run(model, unit, optimizer, seed, directory, **stop) -> tuple:
+def run(model, unit, optimizer, seed, directory, label=None, **stop) -> tuple:
     data = {"kind": "evolve", "seed": seed, "record_rendered": False,
             "neuron": {"kind": "dnn", "model": model, "unit": unit},
             "space": SPACES[model], "optimizer": optimizer, "generations": None, **stop}
     protocol = protocol_module.parse(yaml.safe_dump(data, sort_keys=False), f"{model}-{unit}-{optimizer['kind']}")
-    path = Path(directory) / f"{model}-{unit}-{optimizer['kind']}.h5"
+    path = Path(directory) / f"{model}-{unit}-{label or optimizer['kind']}-{seed}.h5"
     started = time.perf_counter()
     protocol.experiment_cls(protocol).run(path, progress=False)
     with open_run(path) as log:
@@ -84,7 +84,7 @@ def main():
         for seed in args.seeds:
             for model, unit in units:
                 label = f"{model} {unit}"
-                generations, seconds = run(model, unit, WHITE_BOX, seed, directory,
+                generations, seconds = run(model, unit, WHITE_BOX, seed, directory, "white-box",
                                            generations=args.whitebox_generations)
                 optimum = float(generations["best"].max())
                 rows.append(f"{label:<24}{'white-box':<13}{seed:>5}{optimum:>12.6g}{1.0:>10.3f}"
@@ -93,7 +93,7 @@ def main():
                 print(rows[-1], flush=True)
                 for name in args.optimizers:
                     optimizer = BLACK_BOX[name]
-                    generations, seconds = run(model, unit, optimizer, seed, directory, budget=args.budget)
+                    generations, seconds = run(model, unit, optimizer, seed, directory, name, budget=args.budget)
                     reached = [best_after(generations, c) for c in checkpoints]
                     fractions.setdefault((label, name), []).append([r / optimum for r in reached])
                     cells = "".join(f"{r:>12.6g}{r / optimum:>10.3f}" for r in reached)

@@ -203,6 +203,16 @@ def test_an_experiment_runs_once_and_replaces_a_log_only_when_asked(tmp_path):
     with open_run(tmp_path / "a.h5") as again, h5py.File(tmp_path / "b.h5", "w"):
         assert again.status == "complete"
     assert closedloop.experiment(SMALL_LNP).default_output() == Path("data/evolve.h5")  # not data/<python>.h5
+    built = closedloop.experiment(SMALL_LNP)
+
+    class Logged(type(built)):  # a kind from another package that extends evolve
+        def run(self, path, progress=True, resume=False):
+            return super().run(path, progress, resume)
+
+    extended = Logged(built.protocol)
+    assert extended.run(tmp_path / "c.h5", progress=False)["status"] == "complete"  # checked once, not refused
+    with pytest.raises(ClosedLoopError, match="has run already"):
+        extended.run(tmp_path / "d.h5", progress=False)
 
 
 def test_two_modules_of_one_class_are_two_models(tmp_path):

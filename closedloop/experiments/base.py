@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,20 +24,27 @@ class ExperimentSettings(Settings):
 
 
 def guarded_run(run):
-    """run(path, ..., overwrite=False) for every kind: an experiment runs once (its neuron and
-    optimizer carry that run's state, so a second run would not repeat the first under the same
-    seed), and an existing log is replaced only when asked (or continued, with resume=True)."""
+    """run(path, ..., overwrite=False) for every kind: an experiment that writes one log runs once
+    (its neuron and optimizer carry that run's state, so a second run would not repeat the first
+    under the same seed), and an existing log is replaced only when asked (or continued, with
+    resume=True). A kind that writes a folder builds each run afresh and may be run again."""
+    signature = inspect.signature(run)
 
     @functools.wraps(run)
     def guarded(self, path=None, *args, overwrite: bool = False, **kwargs):
+        if self.running or self.writes_directory:  # a subclass's run calling super().run: checked once
+            return run(self, path, *args, **kwargs)
         if self.ran:
             raise ClosedLoopError(f"{self.protocol.source}: this experiment has run already, and its neuron and "
                                   f"optimizer kept that run's state: build a new one to run it again")
-        if (path is not None and not self.writes_directory and not kwargs.get("resume") and not overwrite
-                and Path(path).exists()):
+        resume = signature.bind(self, path, *args, **kwargs).arguments.get("resume", False)
+        if path is not None and not resume and not overwrite and Path(path).exists():
             raise ClosedLoopError(f"{path}: exists; a log is never overwritten unless you ask (overwrite=True)")
-        self.ran = True
-        return run(self, path, *args, **kwargs)
+        self.ran = self.running = True
+        try:
+            return run(self, path, *args, **kwargs)
+        finally:
+            self.running = False
 
     guarded.guards_run = True
     return guarded
@@ -53,7 +61,7 @@ class Experiment:
     analysis: ClassVar[str | None] = None  # module with analyze(run, out_dir); default closedloop.analysis.<kind>
     # True for a kind that writes a directory of logs it resumes into (a sweep), not one log
     writes_directory: ClassVar[bool] = False
-    ran: bool = False  # run() was called: an experiment runs once
+    ran = running = False  # run() was called / is running: an experiment that writes one log runs once
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -375,11 +375,13 @@ class Run:
 
     def _number(self, value, what: str, low: int, end: int) -> int:
         """`value` as an int from `low` to `end - 1`, or an IndexError that names the valid range."""
-        integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if integer and low <= value < end:
+        # a whole float too: a row of a table (run.generations.iloc[-1]) holds its integers as floats
+        whole = (isinstance(value, (int, np.integer)) and not isinstance(value, bool)) or (
+            isinstance(value, (float, np.floating)) and float(value).is_integer())
+        if whole and low <= value < end:
             return int(value)
         valid = f"{what} run from {low} to {end - 1}" if end > low else f"no {what} are logged yet"
-        raise IndexError(f"{self.path}: {valid}; got {int(value) if integer else shorten(repr(value), 40)}")
+        raise IndexError(f"{self.path}: {valid}; got {int(value) if whole else shorten(repr(value), 40)}")
 
     def _unknown(self, what: str, value, valid) -> ClosedLoopError:
         close = difflib.get_close_matches(value, valid, n=1) if isinstance(value, str) else []

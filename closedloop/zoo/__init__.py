@@ -15,6 +15,7 @@ import importlib.util
 import os
 import re
 import threading
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -94,6 +95,7 @@ def names() -> list[str]:
 
 _cards: dict[str, ZooModel] = {}
 _cache: dict[str, ZooModel] = {}
+_added: dict[str, weakref.ref] = {}  # modules added from Python: held by their users, not by the zoo
 _lock = threading.Lock()
 
 
@@ -101,21 +103,22 @@ def add(module: torch.nn.Module, input_shape: tuple[int, ...], value_range=(0.0,
         sample_rate: int | None = None, name: str | None = None) -> str:
     """Make a torch module in memory usable as `neuron: {kind: dnn, model: NAME, layer: ..., channel: ...}`
     in this process (closedloop.evolve does this). Returns NAME (default: the module's class name,
-    numbered -2, -3, ... for another module of the same class, so that a log names the module that
-    made it). A run of it can be resumed only in a process that has added the same module again."""
+    numbered -2, -3, ... for any other module of the same class, so that a log names the module
+    that made it). The zoo holds the module weakly: it is freed when its user lets it go. A run of
+    it can be resumed only in a process that has added the same module again."""
     if name in MODEL_NAMES:
         raise ValueError(f"{name!r} is a zoo model's name; give another name")
     network = module.float().eval()
     with _lock:
         if name is None:
             name, number = type(module).__name__, 1
-            while name in MODEL_NAMES or (name in _cache and _cache[name].module is not network):
+            while name in MODEL_NAMES or (name in _added and _added[name]() is not network):
                 number += 1
                 name = f"{type(module).__name__}-{number}"
-        model = ZooModel(name=name, input_shape=tuple(input_shape), value_range=tuple(value_range), modality=modality,
-                         sample_rate=sample_rate, default_unit="", description=f"{type(module).__name__}, added from Python")
-        _cards[name] = model
-        _cache[name] = replace(model, module=network)
+        _cards[name] = ZooModel(name=name, input_shape=tuple(input_shape), value_range=tuple(value_range),
+                                modality=modality, sample_rate=sample_rate, default_unit="",
+                                description=f"{type(module).__name__}, added from Python")
+        _added[name] = weakref.ref(network)
     return name
 
 
@@ -133,6 +136,12 @@ def load(name: str) -> ZooModel:
     """The zoo model `name` with its network, built once per process."""
     model = card(name)
     with _lock:
+        if name in _added:
+            network = _added[name]()
+            if network is None:
+                raise ValueError(f"the module added as {name!r} no longer exists in this process: add it again "
+                                 f"(zoo.add(module, input_shape=..., name={name!r}))")
+            return replace(model, module=network)
         if name not in _cache:
             network = importlib.import_module(f"closedloop.zoo.{name}").network().eval()
             for parameter in network.parameters():
