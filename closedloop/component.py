@@ -76,6 +76,38 @@ class Component:
         return {"kind": self.kind, **self.config.model_dump(mode="json")}
 
 
+def check_in_subclasses(cls, name: str, check) -> None:
+    """Wrap `cls`'s own method `name` in a role base's `check` (a decorator that refuses bad
+    arguments in one line): every kind is checked, one from another package included, and a
+    method inherited from a kind already checked is not wrapped again."""
+    method = cls.__dict__.get(name)
+    if method is not None and not getattr(method, "checked_by_base", False):
+        wrapped = check(method)
+        wrapped.checked_by_base = True
+        setattr(cls, name, wrapped)
+
+
+def nonfinite_rows(values) -> str:
+    """"" when every value is finite, else the first rows that hold NaN or Inf: "[0, 3]" or "[0, 1, 2, 3, 4]..."."""
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+    if not bad.any():
+        return ""
+    rows = np.unique(np.nonzero(bad.reshape(len(bad), -1))[0])
+    return f"{rows[:5].tolist()}{'...' if len(rows) > 5 else ''}"
+
+
+def check_batch(owner, stimuli, what: str = "stimuli") -> None:
+    """A batch of finite stimuli of `owner.stimulus_shape` (a neuron's or a space's), or one line
+    saying what is wrong."""
+    shape, wanted = np.shape(stimuli), tuple(owner.stimulus_shape)
+    if shape[1:] != wanted:
+        one = "; one stimulus s: s[None]" if shape == wanted else ""
+        raise ValueError(f"{what} of shape {shape}; expected a batch (n, {', '.join(map(str, wanted))}){one}")
+    rows = nonfinite_rows(stimuli)
+    if rows:
+        raise ValueError(f"{what}: NaN or Inf values in rows {rows}")
+
+
 @dataclass(frozen=True)
 class KindOf:
     """Marks a field that holds a kind of another role, chosen by its `tag` field (a spiking

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from closedloop.component import Settings
+from closedloop.component import Settings, check_in_subclasses, nonfinite_rows
 from closedloop.errors import ClosedLoopError, Interrupted, InvalidValueError, NeuronStopped, ProtocolError
 from closedloop.recording.writer import RunWriter, parameter_columns
 
@@ -46,7 +46,6 @@ def guarded_run(run):
         finally:
             self.running = False
 
-    guarded.guards_run = True
     return guarded
 
 
@@ -65,9 +64,7 @@ class Experiment:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        run = cls.__dict__.get("run")
-        if run is not None and not getattr(run, "guards_run", False):
-            cls.run = guarded_run(run)
+        check_in_subclasses(cls, "run", guarded_run)
 
     def __init__(self, protocol):
         self.protocol = protocol
@@ -114,8 +111,8 @@ class Experiment:
             return Path(self.settings.output)
         source = self.protocol.source
         if source.startswith("<"):  # a protocol from Python (a dict or YAML text) has no file name
-            model = self.neuron.config.model if self.neuron is not None and self.neuron.kind == "dnn" else None
-            return Path("data") / f"{self.kind}{'-' + model if model else ''}.h5"
+            name = getattr(self.neuron, "log_name", None)
+            return Path("data") / f"{self.kind}{'-' + name if name else ''}.h5"
         return Path("data") / f"{Path(source).stem}.h5"
 
     def open_log(self, path, state_shapes: dict[str, int] | None = None, created: str | None = None,
@@ -216,8 +213,7 @@ def suggest_space(shape: tuple[int, ...], modality: str, sample_rate: int | None
 
 
 def check_finite(values: np.ndarray, what: str) -> None:
-    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
-    if bad.any():
-        rows = np.unique(np.nonzero(bad.reshape(len(bad), -1))[0])
-        raise InvalidValueError(f"{what}: {bad.sum()} NaN or Inf values (in rows {rows[:5].tolist()}"
-                                f"{'...' if len(rows) > 5 else ''})")
+    rows = nonfinite_rows(values)
+    if rows:
+        count = int((~np.isfinite(np.asarray(values, dtype=np.float64))).sum())
+        raise InvalidValueError(f"{what}: {count} NaN or Inf values (in rows {rows})")

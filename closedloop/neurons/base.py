@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from closedloop.component import Component
+from closedloop.component import Component, check_batch, check_in_subclasses
 
 
 @dataclass
@@ -60,12 +60,12 @@ class Neuron(Component):
     # what the unit is said to detect, for independent judges (closedloop/judges): ("face", None),
     # ("digit", 3), ("word", "yes"), ("pitch", 440.0); None for a cell that names no category
     claim: tuple | None = None
+    # what a log is named after when its protocol has no file name (a network unit: its model)
+    log_name: str | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        present = cls.__dict__.get("present")
-        if present is not None and not getattr(present, "checks_arguments", False):
-            cls.present = checked_present(present)
+        check_in_subclasses(cls, "present", checked_present)
 
     def present(self, stimuli: np.ndarray, repeats: int) -> Trials:
         """Show each stimulus `repeats` times (every kind's present checks its arguments first)."""
@@ -88,28 +88,16 @@ class Neuron(Component):
             raise NotImplementedError(f"neuron kind {self.kind!r} keeps no state")
 
 
-def check_stimuli(neuron, stimuli) -> None:
-    """A batch of finite stimuli of the neuron's shape, or one line saying what is wrong."""
-    shape, wanted = np.shape(stimuli), tuple(neuron.stimulus_shape)
-    if shape[1:] != wanted:
-        one = "; one stimulus s: s[None]" if shape == wanted else ""
-        raise ValueError(f"stimuli of shape {shape}; expected a batch (n, {', '.join(map(str, wanted))}){one}")
-    bad = np.unique(np.nonzero(~np.isfinite(np.asarray(stimuli, dtype=np.float64)))[0])
-    if len(bad):
-        raise ValueError(f"stimuli: NaN or Inf values in rows {bad[:5].tolist()}{'...' if len(bad) > 5 else ''}")
-
-
 def checked_present(present):
     """present(stimuli, repeats), refusing what no neuron can be shown before it is shown."""
 
     @functools.wraps(present)
     def checked(self, stimuli, repeats):
-        check_stimuli(self, stimuli)
+        check_batch(self, stimuli)
         if not isinstance(repeats, numbers.Integral) or isinstance(repeats, bool) or repeats < 1:
             raise ValueError(f"repeats: a whole number of at least 1, got {repeats!r}")
         return present(self, stimuli, int(repeats))
 
-    checked.checks_arguments = True
     return checked
 
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from closedloop.component import ImportTarget, Level, ProtocolPath, Settings
+from closedloop.component import ImportTarget, Level, ProtocolPath, Settings, check_batch
 from closedloop.errors import reason
-from closedloop.neurons.base import Neuron, Trials, check_stimuli, interleaved_order
+from closedloop.neurons.base import Neuron, Trials, interleaved_order
 from closedloop.registry import register
 
 MAX_STIMULUS_VALUES = 10_000_000  # values in one stimulus of an imported model: 40 MB of float32
@@ -193,6 +193,7 @@ class DNNUnit(Neuron):
         self._target = layers[self.layer]
         self.response_unit = "counts" if config.noise.kind == "poisson" else "energy" if self.energy else "activation"
         self.clock, self.calls = 0.0, 0
+        self.log_name = getattr(config, "model", None)  # a subclass's own settings may have none
         self._check_selection()
 
     def _network(self, config) -> tuple[str | None, int | None, tuple[int, ...] | None]:
@@ -293,13 +294,14 @@ class DNNUnit(Neuron):
                              f"{tuple(probe.shape)}): {reason(exc)}") from None
 
     def _as_batch(self, stimuli) -> np.ndarray:
-        check_stimuli(self, stimuli)
-        stimuli = np.asarray(stimuli, dtype=np.float32)
-        return stimuli
+        check_batch(self, stimuli)
+        return np.asarray(stimuli, dtype=np.float32)
 
     def activation(self, stimuli) -> np.ndarray:
         """The clean unit activation (n,), in chunks of batch_size."""
-        stimuli = self._as_batch(stimuli)
+        return self._activation(self._as_batch(stimuli))
+
+    def _activation(self, stimuli: np.ndarray) -> np.ndarray:
         size = self.config.batch_size
         with torch.no_grad():
             parts = [self._forward(torch.from_numpy(stimuli[i:i + size])).double().numpy()
@@ -307,7 +309,7 @@ class DNNUnit(Neuron):
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def present(self, stimuli, repeats: int) -> Trials:
-        clean = self.activation(stimuli)
+        clean = self._activation(np.asarray(stimuli, dtype=np.float32))  # checked by Neuron
         n, noise = len(clean), self.config.noise
         rng = self.rng(self.calls)
         self.calls += 1

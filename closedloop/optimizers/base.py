@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from closedloop.component import Component
+from closedloop.component import Component, check_in_subclasses, nonfinite_rows
 
 
 def onto_sphere(z: np.ndarray, radius: float) -> np.ndarray:
@@ -34,13 +34,12 @@ def checked_tell(tell):
             raise ValueError(f"tell: scores of shape {scores.shape} for {len(z)} latent vectors; expected ({len(z)},), "
                              f"one per row")
         for name, values in (("scores", scores), ("latent vectors", z)):
-            bad = np.unique(np.nonzero(~np.isfinite(values))[0])
-            if len(bad):
-                raise ValueError(f"tell: NaN or Inf {name} in rows {bad[:5].tolist()}{'...' if len(bad) > 5 else ''}; "
-                                 f"an optimizer can only rank finite scores of finite latents")
+            rows = nonfinite_rows(values)
+            if rows:
+                raise ValueError(f"tell: NaN or Inf {name} in rows {rows}; an optimizer can only rank finite scores "
+                                 f"of finite latents")
         return tell(self, z, scores)
 
-    checked.checks_arguments = True
     return checked
 
 
@@ -56,9 +55,7 @@ class Optimizer(Component):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        tell = cls.__dict__.get("tell")
-        if tell is not None and not getattr(tell, "checks_arguments", False):
-            cls.tell = checked_tell(tell)
+        check_in_subclasses(cls, "tell", checked_tell)
 
     def __init__(self, config, seed: int, space, neuron=None):
         super().__init__(config, seed)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from closedloop.component import Component
+from closedloop.component import Component, check_batch, check_in_subclasses, nonfinite_rows
 
 
 def checked_render(render):
@@ -19,28 +19,24 @@ def checked_render(render):
         if len(shape) != 2 or shape[1] != self.dim:
             raise ValueError(f"render: latent vectors of shape {shape}; expected (n, {self.dim}), one per row "
                              f"(one vector v: render(v[None]))")
-        bad = np.unique(np.nonzero(~np.isfinite(np.asarray(z, dtype=np.float64)))[0])
-        if len(bad):
-            raise ValueError(f"render: NaN or Inf latents in rows {bad[:5].tolist()}{'...' if len(bad) > 5 else ''}")
+        rows = nonfinite_rows(z)
+        if rows:
+            raise ValueError(f"render: NaN or Inf latents in rows {rows}")
         if shape[0] == 0:
             return np.zeros((0, *self.stimulus_shape))
         return render(self, z)
 
-    checked.checks_arguments = True
     return checked
 
 
 def checked_encode(encode):
-    """encode(stimuli), refusing stimuli of another shape in one line."""
+    """encode(stimuli), refusing stimuli of another shape, or NaN, in one line."""
 
     @functools.wraps(encode)
     def checked(self, stimuli):
-        shape, wanted = np.shape(stimuli), tuple(self.stimulus_shape)
-        if shape[1:] != wanted:
-            raise ValueError(f"encode: stimuli of shape {shape}; expected a batch (n, {', '.join(map(str, wanted))})")
+        check_batch(self, stimuli, "encode: stimuli")
         return encode(self, stimuli)
 
-    checked.checks_arguments = True
     return checked
 
 
@@ -64,10 +60,8 @@ class StimulusSpace(Component):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        for name, check in (("render", checked_render), ("encode", checked_encode)):
-            method = cls.__dict__.get(name)
-            if method is not None and not getattr(method, "checks_arguments", False):
-                setattr(cls, name, check(method))
+        check_in_subclasses(cls, "render", checked_render)
+        check_in_subclasses(cls, "encode", checked_encode)
 
     def render(self, z: np.ndarray) -> np.ndarray:
         """(n, dim) latent vectors -> (n, *stimulus_shape) stimuli."""
