@@ -292,6 +292,29 @@ def test_role_objects_refuse_arguments_they_cannot_use_in_one_line(kind):
     assert space.render(z[:1]).shape == (1, 8, 8)
 
 
+@pytest.mark.parametrize("kind", ["cmaes", "finite_difference"])
+def test_a_generation_optimizer_by_hand_is_told_each_ask_once_and_whole(kind):
+    """pycma and finite differences learn from the generation their ask() returned: a tell before
+    any ask, a second tell of it, or part of it is refused in one line (pycma's own errors and an
+    AttributeError or array-split error before), and the right call still works after."""
+    space = closedloop.space("fourier", size=8, max_frequency=0.25)
+    search = closedloop.optimizer(kind, space, seed=0)
+    assert search.tells_answer_asks and not closedloop.optimizer("genetic", space).tells_answer_asks
+    with pytest.raises(ValueError, match=f"tell before ask: optimizer {kind} learns from the scores"):
+        search.tell(np.zeros((search.popsize, space.dim)), np.zeros(search.popsize))
+    z = search.ask()
+    with pytest.raises(ValueError, match=f"tell: 3 latent vectors; optimizer {kind} learns from the scores of all "
+                                         f"{len(z)} that ask"):
+        search.tell(z[:3], np.arange(3.0))
+    search.tell(z, np.arange(len(z), dtype=float))
+    with pytest.raises(ValueError, match="the last ask\(\)'s latents were told already"):
+        search.tell(z, np.arange(len(z), dtype=float))
+    assert search.ask().shape == z.shape
+    wrapped = closedloop.optimizer("regularized", space, seed=0, search={"kind": kind})
+    with pytest.raises(ValueError, match="tell before ask: optimizer regularized"):
+        wrapped.tell(np.zeros((wrapped.popsize, space.dim)), np.zeros(wrapped.popsize))
+
+
 def test_nevergrad_by_hand_asks_for_a_budget_instead_of_failing_inside():
     space = closedloop.space("fourier", size=8, max_frequency=0.25)
     with pytest.raises(ValueError, match="nevergrad NGOpt: needs the budget; give budget=N"):

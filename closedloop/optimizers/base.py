@@ -2,8 +2,9 @@
 
 The optimizer never calls the neuron: the experiment owns the loop (pycma and nevergrad style).
 Scores are to be maximised. Every kind's tell() checks its arguments first (one latent vector of
-`dim` numbers per row, one finite score per row) and names what is wrong in one line: in a
-notebook the caller is a person, and a NaN score would otherwise steer the search silently.
+`dim` numbers per row, one finite score per row, and for a kind that `tells_answer_asks` the
+scores of its last ask(), once) and names what is wrong in one line: in a notebook the caller is
+a person, and a NaN score would otherwise steer the search silently.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ def onto_sphere(z: np.ndarray, radius: float) -> np.ndarray:
     """Rows of z scaled to the given norm (a zero row stays zero)."""
     norms = np.linalg.norm(z, axis=-1, keepdims=True)
     return np.divide(z * radius, norms, out=np.zeros_like(z), where=norms > 0)
+
+
+TOLD = -1  # _rows_asked once the generation of the last ask() has been told
 
 
 def checked_tell(tell):
@@ -38,9 +42,34 @@ def checked_tell(tell):
             if rows:
                 raise ValueError(f"tell: NaN or Inf {name} in rows {rows}; an optimizer can only rank finite scores "
                                  f"of finite latents")
-        return tell(self, z, scores)
+        if self.tells_answer_asks:
+            asked = getattr(self, "_rows_asked", None)
+            if asked is None:
+                raise ValueError(f"tell before ask: optimizer {self.kind} learns from the scores of the latents its "
+                                 f"ask() returned; call ask() first")
+            if asked == TOLD:
+                raise ValueError(f"tell: the last ask()'s latents were told already; optimizer {self.kind} hears "
+                                 f"each generation once: call ask() for the next")
+            if len(z) != asked:
+                raise ValueError(f"tell: {len(z)} latent vectors; optimizer {self.kind} learns from the scores of "
+                                 f"all {asked} that ask() returned")
+        result = tell(self, z, scores)
+        self._rows_asked = TOLD
+        return result
 
     return checked
+
+
+def recorded_ask(ask):
+    """ask(), remembering how many latent vectors it returned (for tell's check)."""
+
+    @functools.wraps(ask)
+    def recorded(self):
+        z = ask(self)
+        self._rows_asked = len(z)
+        return z
+
+    return recorded
 
 
 class Optimizer(Component):
@@ -52,9 +81,13 @@ class Optimizer(Component):
     learns_from_any_stimulus: bool = True
     # inject(z) makes its next ask() propose z first (else the experiment puts z in their place)
     proposes_given: bool = False
+    # tell() answers the last ask(): once, with a score for every row it returned (pycma's
+    # generation, the probe pairs of finite differences); other kinds learn from whatever is told
+    tells_answer_asks: bool = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        check_in_subclasses(cls, "ask", recorded_ask)
         check_in_subclasses(cls, "tell", checked_tell)
 
     def __init__(self, config, seed: int, space, neuron=None):

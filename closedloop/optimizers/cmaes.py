@@ -36,6 +36,7 @@ class CMAES(Optimizer):
     Config = CMAESSettings
     status_columns = ("sigma",)
     proposes_given = True  # pycma's inject: the next ask() holds them, and they count in the update
+    tells_answer_asks = True  # pycma's tell closes the generation its ask opened
 
     def __init__(self, config, seed, space, neuron=None):
         super().__init__(config, seed, space, neuron)

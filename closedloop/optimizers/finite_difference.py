@@ -25,6 +25,7 @@ class FiniteDifferenceSettings(Settings):
 class FiniteDifference(Optimizer):
     Config = FiniteDifferenceSettings
     learns_from_any_stimulus = False  # its probes / its ascent start from its own point
+    tells_answer_asks = True  # the scores of its probe pairs, in the order asked
     status_columns = ("gradient_norm",)
 
     def __init__(self, config, seed, space, neuron=None):

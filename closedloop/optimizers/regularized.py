@@ -63,6 +63,7 @@ class Regularized(Optimizer):
         self.status_columns = self.search.status_columns
         self.learns_from_any_stimulus = self.search.learns_from_any_stimulus
         self.proposes_given = self.search.proposes_given
+        self.tells_answer_asks = self.search.tells_answer_asks
         self.random = self.rng(1)
         self.generation = 0
         if space.modality != "image" and (config.blur_sigma > 0 or config.jitter):
