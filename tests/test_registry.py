@@ -32,7 +32,7 @@ def test_every_module_declares_exactly_the_kinds_the_index_names():
 
 
 @pytest.mark.slow
-def test_a_spiking_run_and_its_report_never_import_torch_scipy_signal_or_pyplot(tmp_path):
+def test_a_spiking_run_and_its_report_never_import_torch_scipy_signal_ndimage_or_pyplot(tmp_path):
     out = _python(f"""
         import json, sys
         from closedloop import protocol
@@ -40,7 +40,7 @@ def test_a_spiking_run_and_its_report_never_import_torch_scipy_signal_or_pyplot(
         p = protocol.load({str(ROOT / 'protocols' / 'quickstart.yaml')!r}, {{"generations": 2, "retest": None}})
         p.experiment_cls(p).run({str(tmp_path / 'q.h5')!r}, progress=False)
         analyze({str(tmp_path / 'q.h5')!r})
-        print(json.dumps([m for m in ("torch", "scipy.signal", "cma", "sklearn", "matplotlib.pyplot")
+        print(json.dumps([m for m in ("torch", "scipy.signal", "scipy.ndimage", "cma", "sklearn", "matplotlib.pyplot")
                           if m in sys.modules]))
     """)
     assert json.loads(out.strip().splitlines()[-1]) == []
