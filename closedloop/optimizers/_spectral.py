@@ -114,8 +114,14 @@ class Smoother:
         weights = np.exp(-0.5 / (self.sigma * self.sigma) * np.arange(-radius, radius + 1) ** 2)
         weights = weights / weights.sum()
         for axis in range(1, values.ndim):
+            n = values.shape[axis]
+            padded = np.take(values, np.arange(-radius, n + radius) % n, axis=axis)  # periodic, any n
+
+            def shifted(by: int) -> np.ndarray:  # values[(i + by) % n] along the axis, a view
+                return padded[(slice(None),) * axis + (slice(radius + by, radius + by + n),)]
+
             filtered = values * weights[radius]
             for offset in range(radius, 0, -1):
-                filtered += (np.roll(values, offset, axis) + np.roll(values, -offset, axis)) * weights[radius - offset]
+                filtered += (shifted(-offset) + shifted(offset)) * weights[radius - offset]
             values = filtered
         return values
