@@ -307,7 +307,7 @@ def test_a_generation_optimizer_by_hand_is_told_each_ask_once_and_whole(kind):
                                          f"{len(z)} that ask"):
         search.tell(z[:3], np.arange(3.0))
     search.tell(z, np.arange(len(z), dtype=float))
-    with pytest.raises(ValueError, match="the last ask\(\)'s latents were told already"):
+    with pytest.raises(ValueError, match=r"the last ask\(\)'s latents were told already"):
         search.tell(z, np.arange(len(z), dtype=float))
     assert search.ask().shape == z.shape
     wrapped = closedloop.optimizer("regularized", space, seed=0, search={"kind": kind})
