@@ -76,6 +76,9 @@ def run(protocol, out: str | Path | None = None, progress: bool = True, overwrit
     if built.writes_directory:
         raise ProtocolError(f"{built.protocol.source}: a sweep writes a folder of logs: use experiment(...).run(folder)")
     path = Path(out) if out is not None else unique_output(built.default_output())
+    from closedloop.analysis import check_report_places
+
+    check_report_places(path)
     built.run(path, progress=progress, overwrite=overwrite)
     return open_run(path, analyse=True)
 

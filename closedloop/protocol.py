@@ -147,6 +147,23 @@ class _TooLarge(Exception):
     pass
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _check_unique_keys(node: yaml.MappingNode) -> None:
+    """YAML lets a later key silently replace an earlier one (`generations: 2` ... `generations:
+    500`); a protocol refuses that, naming the line."""
+    seen = set()
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+            if key.value in seen:
+                mark = key.start_mark
+                raise _DuplicateKey(f"line {mark.line + 1}, column {mark.column + 1}: duplicate key {key.value!r} "
+                                    f"(YAML would keep only the last)")
+            seen.add(key.value)
+
+
 def _expanded_size(node, sizes: dict) -> int:
     """Nodes of the document with every alias expanded, counted without expanding them."""
     key = id(node)
@@ -159,6 +176,7 @@ def _expanded_size(node, sizes: dict) -> int:
     if isinstance(node, yaml.SequenceNode):
         children = node.value
     elif isinstance(node, yaml.MappingNode):
+        _check_unique_keys(node)
         children = [part for pair in node.value for part in pair]
     total = 1
     for child in children:
@@ -182,6 +200,8 @@ def load_yaml(text: str, source: str = "<protocol>"):
         return loader.construct_document(node)
     except _TooLarge as exc:
         raise ProtocolError(f"{source}: refused: {exc}") from None
+    except _DuplicateKey as exc:
+        raise ProtocolError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

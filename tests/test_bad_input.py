@@ -74,6 +74,11 @@ PROTOCOLS = [
     (variant(budget=3), "budget: 3 presentations are fewer than one generation (4 stimuli x 1 repeats = 4)"),
     (variant(optimizer={"kind": "finite_difference"}, seed_stimuli={"images": ["camera"]}),
      "seed_stimuli: optimizer 'finite_difference' searches from its own starting point"),
+    (variant() + "generations: 500\n", "line 14, column 1: duplicate key 'generations' (YAML would keep only the last)"),
+    (variant(neuron__front_end={"center": [100, 100]}),
+     "neuron: front_end: no pixel of the 8x8 image sees the receptive field; put its center inside the image"),
+    (variant(neuron={"kind": "lnp", "size": 8, "front_end": {"sigma": 1e-9}}), "no pixel of the 8x8 image sees"),
+    (variant(neuron={"kind": "lnp", "size": 8, "field": "dog", "front_end": {"sigma": 1e-9}}), "no pixel of the 8x8"),
 ]
 
 
@@ -93,6 +98,36 @@ def test_malformed_protocol(tmp_path, capsys, monkeypatch, text, message):
     assert err.startswith("closedloop: error: bad.yaml: ") and "\n" not in err, err
     assert message in err, err
     assert not new, f"wrote {new}"
+
+
+def test_the_log_never_replaces_its_own_protocol(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(variant())
+    code, err, new = run_cli(["run", "p.yaml", "--out", "p.yaml", "--overwrite"], tmp_path, capsys)
+    assert code == 2 and err == "closedloop: error: p.yaml: is the protocol itself; give the log another path"
+    assert not new and (tmp_path / "p.yaml").read_text() == variant()
+
+
+def test_a_run_whose_report_cannot_be_written_is_refused_before_it_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(variant())
+    (tmp_path / "a.html").mkdir()
+    (tmp_path / "b").write_text("mine")
+    for out, message in [("a.h5", "a.html: a folder, where the run's report goes"),
+                         ("b.h5", "b: a file, where the run's figures folder goes")]:
+        code, err, new = run_cli(["run", "p.yaml", "--out", out], tmp_path, capsys)
+        assert code == 2 and err == f"closedloop: error: {message}; move it or give another --out" and not new
+
+
+def test_a_cache_that_cannot_be_made_is_said_before_the_log_is(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(variant())
+    (tmp_path / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("CLOSEDLOOP_CACHE", str(tmp_path / "cache"))
+    code, err, new = run_cli(["run", "p.yaml", "--out", "p.h5"], tmp_path, capsys)
+    assert code == 2 and not new, (err, new)
+    assert err.startswith("closedloop: error: p.yaml: neuron: ") and "cache/brian2: the cache of compiled programs " \
+        "cannot be made (Not a directory); set CLOSEDLOOP_CACHE to a writable folder" in err
 
 
 def test_missing_and_unreadable_protocol_files(tmp_path, capsys, monkeypatch):

@@ -327,6 +327,10 @@ def test_serve_schema_and_sweep_arguments_are_checked(tmp_path, capsys):
         (["serve", tmp_path / "n.yaml", "--max-message", "nan"], "--max-message nan: expected a number of MB"),
         (["serve", tmp_path / "n.yaml", "--rig-seed", "-1"], "--rig-seed: "),
         (["serve", tmp_path / "n.yaml", "--bind", "tcp://127.0.0.1:99999"], "the port must be 1 to 65535"),
+        (["sweep", tmp_path / "s.yaml", "--connect-timeout", "1e12"], "--connect-timeout 1000000000000.0: expected "
+                                                                       "seconds above 0"),
+        (["sweep", tmp_path / "s.yaml", "--connect-timeout", "nan"], "--connect-timeout nan: expected seconds"),
+        (["sounds", tmp_path / "a.h5", "--every", "-2"], "--every -2: expected a whole number of generations"),
     ]:
         assert main([str(a) for a in args]) == 2
         assert message in capsys.readouterr().err

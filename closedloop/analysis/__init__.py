@@ -36,6 +36,16 @@ def figures_folder(log) -> Path:
     return log.with_suffix("") if log.suffix else log.with_name(f"{log.name}-figures")
 
 
+def check_report_places(log) -> None:
+    """Before a run: refuse a log whose figures folder or report page cannot be made (a file where
+    the folder goes, a folder where the page goes), which would leave the run logged, its report lost."""
+    folder, page = figures_folder(log), Path(log).with_suffix(".html")
+    if folder.exists() and not folder.is_dir():
+        raise ClosedLoopError(f"{folder}: a file, where the run's figures folder goes; move it or give another --out")
+    if page.is_dir():
+        raise ClosedLoopError(f"{page}: a folder, where the run's report goes; move it or give another --out")
+
+
 def analyze(path, out_dir=None) -> dict:
     path = Path(path)
     out_dir = Path(out_dir) if out_dir else figures_folder(path)

@@ -59,6 +59,10 @@ def execute(args) -> int:
             raise ClosedLoopError(f"{out}: exists; give --overwrite or another --out")
     else:
         out = unique_output(experiment.default_output())
+    if not experiment.writes_directory:
+        from closedloop.analysis import check_report_places
+
+        check_report_places(out)
     again = (f"continue with: closedloop resume {out}" if experiment.resumable
              else f"run it again to redo it: closedloop run {args.protocol}")
     try:

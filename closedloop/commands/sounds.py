@@ -13,6 +13,8 @@ def execute(args) -> int:
     from closedloop.errors import ClosedLoopError
     from closedloop.recording import open_run
 
+    if args.every is not None and args.every < 1:
+        raise ClosedLoopError(f"--every {args.every}: expected a whole number of generations, at least 1")
     with open_run(args.log) as run:
         if run.modality != "audio":
             raise ClosedLoopError(f"{args.log}: not an audio run (its stimuli are {run.modality}s)")

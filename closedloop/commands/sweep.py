@@ -14,6 +14,8 @@ def execute(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise ProtocolError(f"--workers {args.workers}: expected at least 1")
+    if not 0 < args.connect_timeout <= 86_400:  # NaN fails too
+        raise ProtocolError(f"--connect-timeout {args.connect_timeout}: expected seconds above 0, at most 86400")
     if args.workers is not None and args.scheduler:
         raise ProtocolError("--workers: local processes only; a Dask cluster (--scheduler) has its own workers")
     protocol = protocol_module.load(args.sweep)

@@ -38,6 +38,8 @@ def guarded_run(run):
             raise ClosedLoopError(f"{self.protocol.source}: this experiment has run already, and its neuron and "
                                   f"optimizer kept that run's state: build a new one to run it again")
         resume = signature.bind(self, path, *args, **kwargs).arguments.get("resume", False)
+        if path is not None and Path(path).resolve() == Path(str(self.protocol.source)).resolve():
+            raise ClosedLoopError(f"{path}: is the protocol itself; give the log another path")
         if path is not None and not resume and not overwrite and Path(path).exists():
             raise ClosedLoopError(f"{path}: exists; a log is never overwritten unless you ask (overwrite=True)")
         self.ran = self.running = True

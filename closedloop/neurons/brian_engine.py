@@ -42,7 +42,16 @@ def cache_dir() -> Path:
     root = os.environ.get("CLOSEDLOOP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "closedloop")
     path = Path(root) / "brian2"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path, os.W_OK | os.X_OK)
+    except OSError as exc:
+        writable, reason = False, exc.strerror
+    else:
+        reason = "not writable"
+    if not writable:
+        raise ValueError(f"{path}: the cache of compiled programs cannot be made ({reason}); set CLOSEDLOOP_CACHE "
+                         f"to a writable folder, or target: numpy")
     return path
 
 
@@ -326,6 +335,8 @@ class Engine:
                  target: str = "auto"):
         self.template = Layout(model, 0, dt_ms, window_ms, noise_tau_ms, threads)
         self.requested = target
+        if target != "numpy":
+            cache_dir()  # a cache that cannot be made is said now, before a run opens its log
         self.broken: str | None = None  # why a standalone build failed, if one did
         self._simulators: dict[tuple[str, int], NumpySimulator | StandaloneSimulator] = {}
 

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from closedloop.component import Settings
 from closedloop.neurons.base import Neuron, Trials, interleaved_order
-from closedloop.neurons.front_ends.base import gabor
+from closedloop.neurons.front_ends.base import gabor, unit_norm
 from closedloop.neurons.front_ends.gabor import GaborSettings
 from closedloop.registry import register
 
@@ -52,11 +52,12 @@ def difference_of_gaussians(size: int, sigma_center: float, surround_ratio: floa
 
     def gauss(s):
         g = np.exp(-r2 / (2 * s**2))
-        return g / g.sum()
+        total = g.sum()
+        return g / total if total > 0 else g  # no pixel sees it: unit_norm says so
 
     field = gauss(sigma_center) - gauss(sigma_surround)
     field -= field.mean()
-    return field / np.linalg.norm(field)
+    return unit_norm(field)
 
 
 def random_smooth_field(size: int, seed: int, sigma: float) -> np.ndarray:
@@ -69,7 +70,7 @@ def random_smooth_field(size: int, seed: int, sigma: float) -> np.ndarray:
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
     field = noise * np.exp(-((x - c) ** 2 + (y - c) ** 2) / (2 * sigma**2))
     field -= field.mean()
-    return field / np.linalg.norm(field)
+    return unit_norm(field)
 
 
 def scaled(front_end: GaborSettings, size: int, reference_size: int | None) -> GaborSettings:
@@ -84,7 +85,7 @@ def scaled(front_end: GaborSettings, size: int, reference_size: int | None) -> G
 
 def unit(field: np.ndarray) -> np.ndarray:
     field = field - field.mean()
-    return field / np.linalg.norm(field)
+    return unit_norm(field)
 
 
 @register("neuron", "lnp")

@@ -58,7 +58,19 @@ def gabor(size: int, orientation: float = 30.0, spatial_frequency: float = 0.15,
     envelope = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
     patch = envelope * np.cos(2 * np.pi * spatial_frequency * along + np.deg2rad(phase))
     patch -= patch.mean()
-    return patch / np.linalg.norm(patch)
+    return unit_norm(patch)
+
+
+def unit_norm(field: np.ndarray) -> np.ndarray:
+    """The (zero-mean) field scaled to unit L2 norm. A field that no pixel sees (its centre far
+    outside the image, or narrower than a pixel and between pixel centres) is refused in one line:
+    it would make every response NaN."""
+    norm = float(np.linalg.norm(field))
+    if not (np.isfinite(norm) and norm > 0):
+        rows, columns = field.shape[-2:]
+        raise ValueError(f"front_end: no pixel of the {rows}x{columns} image sees the receptive field; put its "
+                         f"center inside the image, or widen it (sigma)")
+    return field / norm
 
 
 def linear_drive(stimuli: np.ndarray, field: np.ndarray, reference_contrast: float) -> np.ndarray:

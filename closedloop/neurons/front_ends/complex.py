@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from closedloop.neurons.front_ends.base import gabor
+from closedloop.neurons.front_ends.base import gabor, unit_norm
 from closedloop.neurons.front_ends.gabor import GaborSettings, SimpleCell
 from closedloop.registry import register
 
@@ -25,7 +25,7 @@ class ComplexCell(SimpleCell):
         odd = gabor(size, config.orientation, config.spatial_frequency, config.sigma, config.phase + 90.0,
                     config.center)
         odd = odd - (odd * self.receptive_field).sum() * self.receptive_field  # exact quadrature partner
-        self.quadrature = odd / np.linalg.norm(odd)
+        self.quadrature = unit_norm(odd)
 
     def drive(self, stimuli):
         flat = np.asarray(stimuli, dtype=np.float64).reshape(len(stimuli), -1)

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from closedloop.component import Settings
-from closedloop.neurons.front_ends.base import LinearFrontEnd
+from closedloop.neurons.front_ends.base import LinearFrontEnd, unit_norm
 from closedloop.registry import register
 
 
@@ -43,4 +43,4 @@ def difference_of_gaussians(size: int, sigma_center: float, sigma_surround: floa
     field = (np.exp(-r2 / (2 * sigma_center**2)) / sigma_center**2
              - surround_weight * np.exp(-r2 / (2 * sigma_surround**2)) / sigma_surround**2)
     field -= field.mean()
-    return field / np.linalg.norm(field)
+    return unit_norm(field)
