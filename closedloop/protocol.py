@@ -317,6 +317,11 @@ def _describe(error: dict, prefix: str, model: type, body: Any = None, errors: l
         return f"{path}: unknown field; {hint}"
     if kind == "missing":
         return f"{path}: required field missing"
+    options = _choices(error)
+    if options and isinstance(error.get("input"), str):
+        close = difflib.get_close_matches(error["input"], options, n=1, cutoff=0.7)
+        return (f"{path}: expected one of {', '.join(options)}, got {shorten(repr(error['input']), 60)}"
+                + (f"; did you mean {close[0]!r}?" if close else ""))
     message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     named, _, rest = message.partition(": ")
     if kind == "value_error" and rest and named in _field_names(model, error["loc"], body):
@@ -326,6 +331,18 @@ def _describe(error: dict, prefix: str, model: type, body: Any = None, errors: l
         if isinstance(error["input"], bool) and kind in ("string_type", "literal_error", "enum"):
             message += " (YAML reads true/false as a boolean: quote the word you meant)"
     return f"{path}: {message}"
+
+
+def _choices(error: dict) -> list[str]:
+    """The words a field takes, where pydantic's error lists them (a Literal) or hides them in a
+    pattern of alternatives (`^(white|pink|tv)$`)."""
+    context = error.get("ctx") or {}
+    if error["type"] == "literal_error":
+        return re.findall(r"'([^']*)'", str(context.get("expected", "")))
+    if error["type"] == "string_pattern_mismatch":
+        words = re.fullmatch(r"\^\(([\w.+-]+(?:\|[\w.+-]+)+)\)\$", str(context.get("pattern", "")))
+        return words.group(1).split("|") if words else []
+    return []
 
 
 def _field_names(model: type, loc: tuple, body: Any = None) -> list[str]:

@@ -54,7 +54,8 @@ PROTOCOLS = [
     (variant(generations=0), "generations: Input should be greater than or equal to 1"),
     (variant(budget=-3), "budget: Input should be greater than or equal to 1"),
     (variant(generations=None), "give generations or budget"),
-    (variant(aggregate="max"), "aggregate: String should match pattern"),
+    (variant(aggregate="max"), "aggregate: expected one of mean, median, got 'max'"),
+    (variant(aggregate="Mean"), "aggregate: expected one of mean, median, got 'Mean'; did you mean 'mean'?"),
     (variant(space__size=10), "space: pixels renders stimuli of shape (10, 10) but the neuron takes (8, 8); "
                               "use space: {kind: fourier, size: 8} (or pixels)"),
     (variant(neuron="spiking"), "neuron: expected a mapping with a 'kind', got a string"),
@@ -65,7 +66,10 @@ PROTOCOLS = [
     (variant(space__kind="fourier", space__max_frequency=2), "space.max_frequency: Input should be less than or equal to 0.75"),
     (variant(neuron__front_end={"spatial_frequency": 0}), "neuron.front_end.spatial_frequency: Input should be greater than 0"),
     (variant(neuron__cell={"tau_m": -5}), "neuron.cell.tau_m: Input should be greater than 0"),
-    (variant(neuron__target="gpu"), "neuron.target: String should match pattern"),
+    (variant(neuron__target="gpu"), "neuron.target: expected one of auto, standalone, numpy, got 'gpu'"),
+    (variant(neuron__front_end={"kind": "gabr"}), "neuron.front_end: kind: unknown kind 'gabr'; did you mean 'gabor'?"),
+    (variant(neuron__front_end={"kind": "dog", "polarity": "of"}),
+     "neuron.front_end.polarity: expected one of on, off, got 'of'; did you mean 'off'?"),
     (variant(optimizer={"kind": "genetic", "popsize": 4, "elites": 4}), "optimizer: elites (4) must be fewer than popsize (4)"),
     (variant(seed_stimuli={"images": ["mona_lisa"]}), "seed_stimuli.images: unknown picture 'mona_lisa'"),
     (variant(seed_stimuli={"run": "missing.h5"}), "/missing.h5: no such run log"),  # beside the protocol
