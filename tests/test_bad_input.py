@@ -134,6 +134,15 @@ def test_a_cache_that_cannot_be_made_is_said_before_the_log_is(tmp_path, capsys,
         "cannot be made (Not a directory); set CLOSEDLOOP_CACHE to a writable folder" in err
 
 
+def test_an_out_that_is_a_folder_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").write_text(variant())
+    (tmp_path / "logs").mkdir()
+    for out in ("logs", "new/"):
+        code, err, new = run_cli(["run", "p.yaml", "--out", out, "--overwrite"], tmp_path, capsys)
+        assert code == 2 and f"--out {out}: a folder; the log is a file: --out " in err and not new, (err, new)
+
+
 def test_missing_and_unreadable_protocol_files(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, err, new = run_cli(["run", "nowhere.yaml"], tmp_path, capsys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -55,6 +56,8 @@ def execute(args) -> int:
         out = Path(args.out) if args.out else experiment.default_output()
     elif args.out:
         out = Path(args.out)
+        if args.out.endswith(("/", os.sep)) or out.is_dir():
+            raise ClosedLoopError(f"--out {args.out}: a folder; the log is a file: --out {out / 'run.h5'}")
         if out.exists() and not args.overwrite:
             raise ClosedLoopError(f"{out}: exists; give --overwrite or another --out")
     else:
