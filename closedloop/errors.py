@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import signal
+from pathlib import Path
 
 # exit codes of the command line: 0 complete, 2 bad input, 3 failed; a run stopped by a signal
 # exits 128 + the signal's number, as a shell reports a process killed by it (both resumable)
@@ -72,6 +73,16 @@ def write_error(path, exc: OSError, doing: str = "cannot write") -> ClosedLoopEr
     at all (read-only, no permission, missing folder), else 3 (disk full, size limit, I/O)."""
     cls = ClosedLoopError if getattr(exc, "errno", None) in _NOT_WRITABLE else RunFailed
     return cls(f"{path}: {doing} ({reason(exc)})")
+
+
+def not_found(path, what: str) -> str:
+    """Why `path` cannot be read as a `what` file: it does not exist, or it is a folder or a device."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path}: a folder, not a {what}"
+    if path.exists():
+        return f"{path}: not a regular file (a device or a pipe), not a {what}"
+    return f"{path}: no such {what}"
 
 
 def shorten(text: str, limit: int = MAX_LINE) -> str:

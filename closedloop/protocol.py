@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from closedloop import registry
 from closedloop.component import KindOf
-from closedloop.errors import ProtocolError, reason, shorten
+from closedloop.errors import ProtocolError, not_found, reason, shorten
 
 
 class _Loader(yaml.SafeLoader):
@@ -105,7 +105,7 @@ def imports_in(raw: Any, where: str) -> list[tuple[str, str]]:
 def load(path: str | Path, overrides: dict[str, Any] | None = None, allowed_imports=None) -> Protocol:
     path = Path(path)
     if not path.is_file():
-        raise ProtocolError(f"{path}: no such protocol file")
+        raise ProtocolError(not_found(path, "protocol file"))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -143,6 +143,17 @@ def test_an_out_that_is_a_folder_is_refused(tmp_path, capsys, monkeypatch):
         assert code == 2 and f"--out {out}: a folder; the log is a file: --out " in err and not new, (err, new)
 
 
+def test_a_folder_or_device_is_named_as_such_not_as_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.yaml").mkdir()
+    (tmp_path / "log.h5").mkdir()
+    for args, message in [(["run", "p.yaml"], "p.yaml: a folder, not a protocol file"),
+                          (["run", "/dev/null"], "/dev/null: not a regular file (a device or a pipe), not a protocol file"),
+                          (["resume", "log.h5"], "log.h5: a folder, not a run log")]:
+        code, err, new = run_cli(args, tmp_path, capsys)
+        assert code == 2 and err == f"closedloop: error: {message}" and not new, err
+
+
 def test_missing_and_unreadable_protocol_files(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, err, new = run_cli(["run", "nowhere.yaml"], tmp_path, capsys)

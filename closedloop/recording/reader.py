@@ -12,14 +12,14 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from closedloop.errors import ClosedLoopError, LogError, reason, shorten
+from closedloop.errors import ClosedLoopError, LogError, not_found, reason, shorten
 from closedloop.recording.writer import (FORMAT, FORMAT_VERSION, GENERATION_COLUMNS, PHASES, STATUS, TRIAL_COLUMNS,
                                          describe, parameter_columns)
 
 
 def _open(path: Path) -> h5py.File:
     if not path.is_file():
-        raise LogError(f"{path}: no such run log")
+        raise LogError(not_found(path, "run log"))
     if not h5py.is_hdf5(path):
         raise LogError(f"{path}: not an HDF5 file (truncated, or not a closedloop run log)")
     try:
