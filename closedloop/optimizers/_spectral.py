@@ -92,7 +92,11 @@ class Smoother:
 
     def __init__(self, fourier: Fourier, coefficients: np.ndarray, sigma: float):
         self.shape = (fourier.channels, *fourier.spatial)
-        self.sigma = sigma
+        self.radius = int(4.0 * sigma + 0.5)  # the kernel reaches 4 sigma, as scipy.ndimage's
+        weights = np.exp(-0.5 / (sigma * sigma) * np.arange(-self.radius, self.radius + 1) ** 2)
+        self.weights = weights / weights.sum()
+        # along each frequency axis: the indices of the values padded periodically by the radius (any length)
+        self.wrap = [np.arange(-self.radius, n + self.radius) % n for n in fourier.spatial]
         self.cells = fourier.cell[coefficients]
         self.both = np.concatenate([self.cells, fourier.mirror[coefficients]])
         self.count = np.bincount(self.both, minlength=int(np.prod(self.shape))).astype(float)
@@ -106,16 +110,14 @@ class Smoother:
         return mean.reshape(-1)[self.cells] / self.support
 
     def _filter(self, values: np.ndarray) -> np.ndarray:
-        """A periodic Gaussian filter over the frequency plane (4 sigma wide). Its sums are those of
+        """A periodic Gaussian filter over the frequency plane. Its sums are those of
         scipy.ndimage.gaussian_filter(mode="wrap"), in the same order, so its results are the same
         to the bit (tests/test_linear_model.py; the logged trials depend on them), without importing
         scipy.ndimage for it, a tenth of a second of every run's start-up."""
-        radius = int(4.0 * self.sigma + 0.5)
-        weights = np.exp(-0.5 / (self.sigma * self.sigma) * np.arange(-radius, radius + 1) ** 2)
-        weights = weights / weights.sum()
+        radius, weights = self.radius, self.weights
         for axis in range(1, values.ndim):
             n = values.shape[axis]
-            padded = np.take(values, np.arange(-radius, n + radius) % n, axis=axis)  # periodic, any n
+            padded = np.take(values, self.wrap[axis - 1], axis=axis)
 
             def shifted(by: int) -> np.ndarray:  # values[(i + by) % n] along the axis, a view
                 return padded[(slice(None),) * axis + (slice(radius + by, radius + by + n),)]
